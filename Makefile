@@ -1,0 +1,49 @@
+# Two commands matter:  `make demo`  and  `make test`.  Both create .venv on first use.
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV ?= .venv
+PY := $(VENV)/bin/python
+# torch first: the CPU wheel.  A torch requirement that the installed torch does not satisfy
+# makes pip download a multi-GB CUDA build, so it is installed before the project.
+TORCH_SPEC ?= torch==2.13.0
+STAMP := $(VENV)/.weightseal-installed
+
+.PHONY: all venv demo test test-fast lint typecheck fuzz bench bench-kms proto clean
+
+all: test
+
+$(STAMP): pyproject.toml
+	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q "$(TORCH_SPEC)"
+	$(PY) -m pip install -q -e '.[dev,bench,hf]'
+	@touch $(STAMP)
+
+venv: $(STAMP)
+
+demo: $(STAMP)
+	$(VENV)/bin/weightseal demo
+
+test: $(STAMP)
+	$(PY) -m pytest -q
+
+test-fast: $(STAMP)
+	$(PY) -m pytest -q -m "not integration and not slow"
+
+lint: $(STAMP)
+	$(VENV)/bin/ruff check attest kms loader proto tests weightseal_cli.py
+
+typecheck: $(STAMP)
+	$(VENV)/bin/mypy attest kms loader weightseal_cli.py
+
+proto: $(STAMP)
+	$(PY) -m weightseal.proto.generate
+
+bench: $(STAMP)
+	$(PY) tests/benchmarks/bench_load.py
+
+bench-kms: $(STAMP)
+	$(PY) tests/benchmarks/bench_kms.py
+
+clean:
+	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache build *.egg-info

@@ -1,0 +1,51 @@
+"""weightseal.attest: evidence types, verifiers (SEV-SNP, TDX, NVIDIA GPU, software mock),
+collectors, request binding and release policies.  Knows nothing of weights, keys or the wire."""
+
+from ._binding import gpu_nonce, report_data
+from ._claims import Claims, CpuClaims, Evidence, GpuClaims, MockClaims, Platform, SnpClaims, SnpTcb, TdxClaims
+from ._errors import (
+    AttestationError,
+    BindingError,
+    CertificateChainError,
+    ClaimsError,
+    CollateralError,
+    CollectorError,
+    EvidenceParseError,
+    MockNotAllowedError,
+    PolicyDenied,
+    PolicyError,
+    PolicyFormatError,
+    SignatureError,
+    TcbError,
+    UnsupportedEvidenceError,
+    WeightsealError,
+)
+
+__all__ = [
+    "AttestationError",
+    "BindingError",
+    "CertificateChainError",
+    "Claims",
+    "ClaimsError",
+    "CollateralError",
+    "CollectorError",
+    "CpuClaims",
+    "Evidence",
+    "EvidenceParseError",
+    "GpuClaims",
+    "MockClaims",
+    "MockNotAllowedError",
+    "Platform",
+    "PolicyDenied",
+    "PolicyError",
+    "PolicyFormatError",
+    "SignatureError",
+    "SnpClaims",
+    "SnpTcb",
+    "TcbError",
+    "TdxClaims",
+    "UnsupportedEvidenceError",
+    "WeightsealError",
+    "gpu_nonce",
+    "report_data",
+]

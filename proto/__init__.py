@@ -1,0 +1,1 @@
+"""weightseal.proto"""
