@@ -9,6 +9,8 @@ from pathlib import Path
 
 import pytest
 
+pytest_plugins = ["_openbao"]
+
 TESTS = Path(__file__).resolve().parent
 DATA = TESTS / "data"
 
