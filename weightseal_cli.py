@@ -13,7 +13,7 @@ import importlib
 import sys
 from collections.abc import Sequence
 
-_PACKAGES = ("weightseal.loader.cli", "weightseal.attest.cli", "weightseal.kms.cli", "weightseal.kms._audit_cli")
+_PACKAGES = ("weightseal.loader.cli", "weightseal.attest.cli", "weightseal.kms.cli", "weightseal.kms._audit_cli", "weightseal_demo")
 
 
 def build_parser() -> argparse.ArgumentParser:
