@@ -1,1 +1,44 @@
-"""weightseal.kms"""
+"""weightseal.kms: the attested key-release service (gRPC), its Vault backend, model registry,
+policy store and audit log, plus the admin client.  Never touches weights."""
+
+from ._admin_client import AdminClient, RemoteError
+from ._config import KmsConfig, load_config
+from ._errors import (
+    AuditError,
+    AuthError,
+    ConfigError,
+    KmsError,
+    ModelNotFoundError,
+    ModelRevokedError,
+    NonceError,
+    PermissionDeniedError,
+    ReleaseError,
+    VaultError,
+    VaultUnavailableError,
+)
+from ._nonce import NonceService
+from ._release import CallerInfo, KeyReleaser
+from ._server import Server, serve
+
+__all__ = [
+    "AdminClient",
+    "AuditError",
+    "AuthError",
+    "CallerInfo",
+    "ConfigError",
+    "KeyReleaser",
+    "KmsConfig",
+    "KmsError",
+    "ModelNotFoundError",
+    "ModelRevokedError",
+    "NonceError",
+    "NonceService",
+    "PermissionDeniedError",
+    "ReleaseError",
+    "RemoteError",
+    "Server",
+    "VaultError",
+    "VaultUnavailableError",
+    "load_config",
+    "serve",
+]
