@@ -2,7 +2,18 @@
 collectors, request binding and release policies.  Knows nothing of weights, keys or the wire."""
 
 from ._binding import gpu_nonce, report_data
-from ._claims import Claims, CpuClaims, Evidence, GpuClaims, MockClaims, Platform, SnpClaims, SnpTcb, TdxClaims
+from ._claims import (
+    Claims,
+    CpuClaims,
+    Evidence,
+    GpuClaims,
+    MockClaims,
+    Platform,
+    SnpClaims,
+    SnpTcb,
+    TdxClaims,
+)
+from ._collect import Detection, collect, detect
 from ._errors import (
     AttestationError,
     BindingError,
@@ -20,6 +31,21 @@ from ._errors import (
     UnsupportedEvidenceError,
     WeightsealError,
 )
+from ._mock import UnsafeMockPlatform, verify_mock
+from ._nvgpu import verify_gpu
+from ._policy import Decision, Policy, evaluate
+from ._snp import verify_snp
+from ._snp_kds import KdsClient
+from ._tdx import verify_tdx
+from ._tdx_collateral import TdxCollateral
+from ._verify import (
+    dumps_bundle,
+    load_bundle,
+    loads_bundle,
+    save_bundle,
+    verify_bundle,
+    verify_evidence,
+)
 
 __all__ = [
     "AttestationError",
@@ -30,12 +56,16 @@ __all__ = [
     "CollateralError",
     "CollectorError",
     "CpuClaims",
+    "Decision",
+    "Detection",
     "Evidence",
     "EvidenceParseError",
     "GpuClaims",
+    "KdsClient",
     "MockClaims",
     "MockNotAllowedError",
     "Platform",
+    "Policy",
     "PolicyDenied",
     "PolicyError",
     "PolicyFormatError",
@@ -44,8 +74,23 @@ __all__ = [
     "SnpTcb",
     "TcbError",
     "TdxClaims",
+    "TdxCollateral",
+    "UnsafeMockPlatform",
     "UnsupportedEvidenceError",
     "WeightsealError",
+    "collect",
+    "detect",
+    "dumps_bundle",
+    "evaluate",
     "gpu_nonce",
+    "load_bundle",
+    "loads_bundle",
     "report_data",
+    "save_bundle",
+    "verify_bundle",
+    "verify_evidence",
+    "verify_gpu",
+    "verify_mock",
+    "verify_snp",
+    "verify_tdx",
 ]

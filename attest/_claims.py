@@ -132,6 +132,9 @@ class SnpClaims(_ClaimsBase):
     cpuid_fam_id: int | None = None  # v3+
     cpuid_mod_id: int | None = None
     cpuid_step: int | None = None
+    launch_mit_vector: int | None = None  # v5+
+    current_mit_vector: int | None = None  # v5+
+    product_name: str | None = None  # VCEK/VLEK productName extension, e.g. "Milan-B0"
 
 
 @dataclass(frozen=True)
