@@ -1,0 +1,149 @@
+"""AMD Key Distribution Service (KDS) client for VCEK certificates and product cert chains.
+
+Used only when a caller configures one (``verify_snp(..., kds=KdsClient(...))``): the verifier
+never touches the network by default.  Everything fetched is a public certificate that is
+verified against the pinned AMD roots on every use, so the on-disk cache needs no integrity
+protection of its own (a tampered cache entry can only cause a denial).
+
+URLs (AMD "VCEK Certificate and KDS Interface Specification"):
+
+* VCEK, Milan/Genoa: ``/vcek/v1/{product}/{hwid: 64 bytes hex}?blSPL=&teeSPL=&snpSPL=&ucodeSPL=``
+* VCEK, Turin: ``/vcek/v1/Turin/{hwid: first 8 bytes of CHIP_ID hex}?fmcSPL=&blSPL=&teeSPL=&snpSPL=&ucodeSPL=``
+* ASK+ARK: ``/vcek/v1/{product}/cert_chain``; ASVK+ARK: ``/vlek/v1/{product}/cert_chain``
+
+A VLEK cannot be fetched (KDS hands it to the cloud provider only).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import tempfile
+from collections.abc import Callable
+from pathlib import Path
+
+from ._claims import SnpTcb
+from ._errors import CollateralError
+
+__all__ = ["KdsClient", "Fetcher", "KDS_BASE_URL", "urllib_fetcher"]
+
+KDS_BASE_URL = "https://kdsintf.amd.com"
+MAX_RESPONSE = 64 * 1024
+Fetcher = Callable[[str], bytes]
+
+
+def _kds_err(msg: str) -> CollateralError:
+    return CollateralError(msg, reason="attest.snp.kds")
+
+
+def urllib_fetcher(url: str, timeout: float = 15.0) -> bytes:
+    """Default fetcher: HTTPS GET with a timeout and a response size cap."""
+    import urllib.error
+    import urllib.request
+
+    if not url.startswith("https://"):
+        raise _kds_err("KDS URL must be https")
+    req = urllib.request.Request(url, headers={"User-Agent": "weightseal-attest"})  # noqa: S310
+    try:
+        with urllib.request.urlopen(req, timeout=timeout) as resp:  # noqa: S310 - https only
+            data = bytes(resp.read(MAX_RESPONSE + 1))
+    except (urllib.error.URLError, OSError, ValueError) as exc:
+        raise _kds_err(f"KDS request failed ({type(exc).__name__})") from None
+    if len(data) > MAX_RESPONSE:
+        raise _kds_err("KDS response too large")
+    return data
+
+
+class KdsClient:
+    """Fetch VCEKs and cert chains from AMD KDS through an injectable fetcher, with an optional
+    on-disk cache (``cache_dir``).  ``fetcher(url) -> bytes`` may raise anything; errors come
+    out as ``CollateralError(reason="attest.snp.kds")``."""
+
+    def __init__(
+        self,
+        fetcher: Fetcher | None = None,
+        *,
+        cache_dir: str | os.PathLike[str] | None = None,
+        base_url: str = KDS_BASE_URL,
+    ) -> None:
+        self._fetcher: Fetcher = fetcher if fetcher is not None else urllib_fetcher
+        self._cache = Path(cache_dir) if cache_dir is not None else None
+        self._base = base_url.rstrip("/")
+
+    def __repr__(self) -> str:
+        return f"KdsClient(base_url={self._base!r}, cache_dir={str(self._cache) if self._cache else None!r})"
+
+    # -- URLs -------------------------------------------------------------------------------
+
+    def vcek_url(self, product: str, chip_id: bytes, tcb: SnpTcb) -> str:
+        if product not in ("Milan", "Genoa", "Turin"):
+            raise _kds_err(f"unknown product {product!r}")
+        if len(chip_id) != 64 or not any(chip_id):
+            raise _kds_err("CHIP_ID must be 64 bytes and not masked")
+        if product == "Turin":
+            if tcb.fmc is None:
+                raise _kds_err("Turin TCB needs an FMC value")
+            hwid = chip_id[:8].hex()
+            query = f"fmcSPL={tcb.fmc}&blSPL={tcb.bootloader}&teeSPL={tcb.tee}&snpSPL={tcb.snp}&ucodeSPL={tcb.microcode}"
+        else:
+            hwid = chip_id.hex()
+            query = f"blSPL={tcb.bootloader}&teeSPL={tcb.tee}&snpSPL={tcb.snp}&ucodeSPL={tcb.microcode}"
+        return f"{self._base}/vcek/v1/{product}/{hwid}?{query}"
+
+    def cert_chain_url(self, product: str, *, vlek: bool = False) -> str:
+        if product not in ("Milan", "Genoa", "Turin"):
+            raise _kds_err(f"unknown product {product!r}")
+        return f"{self._base}/{'vlek' if vlek else 'vcek'}/v1/{product}/cert_chain"
+
+    # -- fetching ---------------------------------------------------------------------------
+
+    def fetch_vcek(self, product: str, chip_id: bytes, tcb: SnpTcb) -> bytes:
+        """DER VCEK for this chip and reported TCB (not yet verified)."""
+        return self.get(self.vcek_url(product, chip_id, tcb))
+
+    def fetch_cert_chain(self, product: str, *, vlek: bool = False) -> bytes:
+        """PEM ASK (or ASVK) + ARK; only ever compared against the pinned copies."""
+        return self.get(self.cert_chain_url(product, vlek=vlek))
+
+    def get(self, url: str) -> bytes:
+        path = self._cache_path(url)
+        if path is not None and path.is_file():
+            try:
+                data = path.read_bytes()
+            except OSError:
+                data = b""
+            if 0 < len(data) <= MAX_RESPONSE:
+                return data
+        try:
+            data = self._fetcher(url)
+        except CollateralError:
+            raise
+        except Exception as exc:
+            raise _kds_err(f"KDS fetch failed ({type(exc).__name__})") from None
+        if not isinstance(data, bytes | bytearray) or not data or len(data) > MAX_RESPONSE:
+            raise _kds_err("KDS returned an empty or oversized response")
+        data = bytes(data)
+        if path is not None:
+            self._store(path, data)
+        return data
+
+    def _cache_path(self, url: str) -> Path | None:
+        if self._cache is None:
+            return None
+        return self._cache / (hashlib.sha256(url.encode()).hexdigest() + ".cert")
+
+    def _store(self, path: Path, data: bytes) -> None:
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".kds-")
+            try:
+                with os.fdopen(fd, "wb") as f:
+                    f.write(data)
+                    f.flush()
+                    os.fsync(f.fileno())
+                os.replace(tmp, path)
+            except BaseException:
+                Path(tmp).unlink(missing_ok=True)
+                raise
+        except OSError:
+            pass  # a cache that cannot be written is not an error
