@@ -19,8 +19,28 @@ from ._errors import (
 from ._nonce import NonceService
 from ._release import CallerInfo, KeyReleaser
 from ._server import Server, serve
+from ._audit import AuditLog, AuditRecord, Problem, VerifyResult, iter_records, verify_log
+from ._devvault import AppRoleCreds, DevVault, setup_vault
+from ._registry import ModelRecord, Registry, VersionRecord
+from ._vault import TokenRenewer, VaultBackend, login_approle, validate_model_id
 
 __all__ = [
+    "AppRoleCreds",
+    "AuditLog",
+    "AuditRecord",
+    "DevVault",
+    "ModelRecord",
+    "Problem",
+    "Registry",
+    "TokenRenewer",
+    "VaultBackend",
+    "VerifyResult",
+    "VersionRecord",
+    "iter_records",
+    "login_approle",
+    "setup_vault",
+    "validate_model_id",
+    "verify_log",
     "AdminClient",
     "AuditError",
     "AuthError",
