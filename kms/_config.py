@@ -205,6 +205,10 @@ def _build(cls: Any, data: Mapping[str, Any], where: str, env: Mapping[str, str]
     kwargs: dict[str, Any] = {}
     for name, f in fields.items():
         path = where + name
+        if path in _NOT_FROM_FILE_OR_ENV:
+            if name in data:
+                _bad(f"{path!r} cannot be set in a config file; use `weightseal kms serve --dev`")
+            continue  # an environment variable for it stays unused and is reported as unknown
         if dataclasses.is_dataclass(f.type) or (isinstance(f.type, str) and f.type.endswith("Config")):
             sub = _SECTIONS[name]
             kwargs[name] = _build(sub, data.get(name) or {}, path + ".", env, used)
@@ -217,6 +221,11 @@ def _build(cls: Any, data: Mapping[str, Any], where: str, env: Mapping[str, str]
             kwargs[name] = _coerce(data[name], f.type, path, False)
     return cls(**kwargs)
 
+
+# Development mode (mock evidence allowed) is reachable only by asking for it by name on the
+# command line or in code (``load_config(..., dev=True)``), never from a file or the environment,
+# so a stray config key or variable cannot turn a production replica into a development one.
+_NOT_FROM_FILE_OR_ENV = frozenset({"dev"})
 
 _SECTIONS: dict[str, Any] = {
     "tls": TlsConfig,

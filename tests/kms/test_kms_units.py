@@ -283,3 +283,16 @@ def test_generated_proto_code_is_current(tmp_path: Path) -> None:
     for n in names:
         assert filecmp.cmp(tmp_path / n, proto_dir / n, shallow=False), f"{n} is stale: run `make proto`"
     assert "from weightseal.proto import weightseal_v1_pb2" in (proto_dir / "weightseal_v1_pb2_grpc.py").read_text()
+
+
+def test_dev_mode_cannot_come_from_file_or_environment(tmp_path):
+    from weightseal.kms import ConfigError, load_config
+
+    cfg = tmp_path / "kms.yaml"
+    cfg.write_text("dev: true\n")
+    with pytest.raises(ConfigError) as e1:
+        load_config(cfg, env={})
+    assert e1.value.reason == "config.invalid" and "dev" in str(e1.value)
+    with pytest.raises(ConfigError) as e2:
+        load_config(None, env={"WEIGHTSEAL_KMS_DEV": "true"})
+    assert e2.value.reason == "config.invalid" and "WEIGHTSEAL_KMS_DEV" in str(e2.value)
