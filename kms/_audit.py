@@ -27,7 +27,8 @@ checkpoint (``audit.unsigned_tail``) can be truncated without trace; that is rep
 warning (an error with ``strict``).  Truncation exactly at a checkpoint can only be detected
 against an external anchor (e.g. a copy of the latest checkpoint, or Vault's own audit device).
 
-Writes are fail-closed: ``append`` returns only after ``write`` + ``flush`` + ``os.fsync``; on
+Writes are fail-closed: ``append`` returns only after ``write`` + ``os.fsync`` (group commit:
+concurrent appends share one fsync, none returns before an fsync covers its record); on
 any failure it tries to cut the file back to its previous length, marks the log broken and raises
 ``AuditError(reason="audit.unwritable")``, so the key service denies instead of releasing a key.
 One writer process per file is enforced with an exclusive ``flock``; within the process a lock
@@ -270,6 +271,13 @@ class AuditLog:
         self._pk = bytes(signing_key.verify_key)
         self._signer = _signer_id(self._pk)
         self._lock = threading.RLock()
+        # Group commit: records are written under ``_lock``; durability waits on ``_sync`` and
+        # one fsync covers every record written before it (``_synced_seq``/``_synced_end``).
+        self._sync = threading.Condition(threading.Lock())
+        self._syncing = False
+        self._synced_seq = 0
+        self._synced_end = 0
+        self._written_end = 0
         self._broken = False
         self._closed = False
         self._fd = -1
@@ -327,6 +335,8 @@ class AuditLog:
             raise AuditError(f"cannot read audit log ({exc.strerror})",
                              reason="audit.unwritable") from None
         self._fd = fd
+        self._synced_seq = self._seq
+        self._synced_end = self._written_end = os.fstat(fd).st_size
 
     def _resume(self, fd: int, size: int) -> None:
         last = os.pread(fd, 1, size - 1)
@@ -395,14 +405,53 @@ class AuditLog:
             self._since_checkpoint += 1
             if self._since_checkpoint >= self.checkpoint_every:
                 self._checkpoint()
-            return rec
+        self._wait_durable(rec.seq)
+        return rec
+
+    def _wait_durable(self, seq: int) -> None:
+        """Return once an fsync covers record ``seq`` (group commit: the first waiter runs one
+        fsync for everything written so far, the others wait for it).  On failure the log is
+        marked broken, truncated back to the last durable record, and every waiter whose
+        record was not durable gets ``audit.unwritable``."""
+        with self._sync:
+            while self._synced_seq < seq:
+                if self._broken:
+                    raise AuditError("audit record not written; failing closed",
+                                     reason="audit.unwritable")
+                if self._syncing:
+                    self._sync.wait()
+                    continue
+                self._syncing = True
+                with self._lock:  # the bytes of every record up to target are in the file
+                    target_seq, target_end, fd = self._seq, self._written_end, self._fd
+                self._sync.release()
+                ok = True
+                try:
+                    os.fsync(fd)
+                except Exception:  # noqa: BLE001 - anything here means "not durable"
+                    ok = False
+                finally:
+                    self._sync.acquire()
+                self._syncing = False
+                with self._lock:
+                    if ok and not self._broken:
+                        self._synced_seq = max(self._synced_seq, target_seq)
+                        self._synced_end = max(self._synced_end, target_end)
+                    elif not self._broken:
+                        self._broken = True
+                        with contextlib.suppress(Exception):
+                            os.ftruncate(self._fd, self._synced_end)
+                            os.fsync(self._fd)
+                self._sync.notify_all()
 
     def checkpoint(self) -> AuditRecord | None:
         """Write a signed checkpoint now (if any record is unsigned); return it."""
         with self._lock:
             if self._since_checkpoint == 0:
                 return None
-            return self._checkpoint()
+            rec = self._checkpoint()
+        self._wait_durable(rec.seq)
+        return rec
 
     def _checkpoint(self) -> AuditRecord:
         rec = self._write({"kind": "checkpoint", "count": self._seq, "signer": self._signer},
@@ -440,18 +489,18 @@ class AuditLog:
                 if n <= 0:
                     raise OSError(errno.EIO, "short write")
                 view = view[n:]
-            os.fsync(self._fd)
         except Exception as exc:  # noqa: BLE001 - anything here means "not durably written"
             self._broken = True
             if start >= 0:
                 with contextlib.suppress(Exception):
-                    os.ftruncate(self._fd, start)
+                    os.ftruncate(self._fd, self._synced_end)  # drop every non-durable record
                     os.fsync(self._fd)
             msg = getattr(exc, "strerror", None) or type(exc).__name__
             raise AuditError(f"audit record not written ({msg}); failing closed",
                              reason="audit.unwritable") from None
         self._seq = record["seq"]
         self._prev = record["hash"]
+        self._written_end = start + len(line)
         return AuditRecord.from_mapping(record)
 
     def close(self) -> None:
@@ -463,8 +512,13 @@ class AuditLog:
             try:
                 if not self._broken and self._since_checkpoint > 0:
                     self._checkpoint()
+                if not self._broken and self._fd >= 0 and self._written_end > self._synced_end:
+                    os.fsync(self._fd)
             except AuditError as exc:
                 err = exc
+            except OSError as exc:
+                err = AuditError(f"audit log not synced on close ({exc.strerror})",
+                                 reason="audit.unwritable")
             finally:
                 self._closed = True
                 if self._fd >= 0:
