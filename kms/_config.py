@@ -8,7 +8,7 @@ joined by ``_`` (``vault.address`` -> ``WEIGHTSEAL_KMS_VAULT_ADDRESS``,
 comma-separated; booleans are ``true``/``false``/``1``/``0``.  An unknown ``WEIGHTSEAL_KMS_*``
 variable is an error (a typo must not silently fall back to a default).
 
-See ``deploy/kms.example.yaml`` / the README for every key.  Relative paths in the file are
+See ``deploy/kms.production.example.yaml`` / the README for every key.  Relative paths in the file are
 resolved against the file's directory.
 """
 

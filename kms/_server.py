@@ -254,10 +254,10 @@ class Server:
         self._renewer: TokenRenewer | None = None
         self._stopped = threading.Event()
         # keys
-        self.signing_key = load_or_create_signing_key(config.keys.signing_key)
+        self.signing_key = load_or_create_signing_key(config.keys.signing_key, create=config.dev)
         self.public_key = bytes(self.signing_key.verify_key)
         self.service_key_id = rc.service_key_id(self.public_key)
-        secret = load_or_create_nonce_secret(config.keys.nonce_secret)
+        secret = load_or_create_nonce_secret(config.keys.nonce_secret, create=config.dev)
         # Vault
         if vault_client is None:
             v = config.vault

@@ -99,8 +99,8 @@ def register(sub: Any) -> None:
 def _key_paths(args: argparse.Namespace) -> tuple[Path, Path]:
     from ._config import KeysConfig
 
-    sk = getattr(args, "signing_key", None)
-    ns = getattr(args, "nonce_secret", None)
+    sk = getattr(args, "signing_key", None) or os.environ.get("WEIGHTSEAL_KMS_KEYS_SIGNING_KEY")
+    ns = getattr(args, "nonce_secret", None) or os.environ.get("WEIGHTSEAL_KMS_KEYS_NONCE_SECRET")
     if args.config is not None:
         import yaml
 

@@ -17,6 +17,8 @@ from weightseal.attest._mock import UnsafeMockPlatform
 from weightseal.attest._policy import Policy
 from weightseal.kms._admin_client import AdminClient
 from weightseal.kms._config import (
+    load_or_create_nonce_secret,
+    load_or_create_signing_key,
     AuditConfig,
     AuthConfig,
     KeysConfig,
@@ -77,6 +79,9 @@ class Clock:
 
 def make_config(pki: Pki, tmp: Path, *, dev: bool = True, insecure: bool = False, metrics: bool = False,
                 **over: Any) -> KmsConfig:
+    # As an operator would with `weightseal kms keygen`: production mode never creates them.
+    load_or_create_signing_key(tmp / "keys" / "signing.key")
+    load_or_create_nonce_secret(tmp / "keys" / "nonce.key")
     return load_config(
         None, env={}, dev=dev, listen="127.0.0.1:0", admin_listen="127.0.0.1:0",
         tls=TlsConfig(cert=str(pki.server_cert), key=str(pki.server_key), client_ca=str(pki.ca), insecure=insecure),

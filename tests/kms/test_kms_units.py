@@ -296,3 +296,21 @@ def test_dev_mode_cannot_come_from_file_or_environment(tmp_path):
     with pytest.raises(ConfigError) as e2:
         load_config(None, env={"WEIGHTSEAL_KMS_DEV": "true"})
     assert e2.value.reason == "config.invalid" and "WEIGHTSEAL_KMS_DEV" in str(e2.value)
+
+
+def test_production_server_never_creates_service_keys(tmp_path):
+    """A replica that silently made its own signing key would sign with a key no loader pins and
+    verify nonces no other replica issued: production mode requires provisioned keys."""
+    from weightseal.kms import ConfigError
+    from weightseal.kms._config import KeysConfig, TlsConfig, VaultConfig, load_config
+    from weightseal.kms._server import serve
+
+    cfg = load_config(None, env={}, dev=False,
+                      vault=VaultConfig(address="http://127.0.0.1:1", role_id="r", secret_id="s"),
+                      tls=TlsConfig(cert=str(tmp_path / "c"), key=str(tmp_path / "k"), client_ca=str(tmp_path / "ca")),
+                      keys=KeysConfig(signing_key=str(tmp_path / "signing.key"),
+                                      nonce_secret=str(tmp_path / "nonce.key")))
+    with pytest.raises(ConfigError) as e:
+        serve(cfg, vault_client=object())
+    assert e.value.reason == "config.invalid" and "weightseal kms keygen" in str(e.value)
+    assert not (tmp_path / "signing.key").exists() and not (tmp_path / "nonce.key").exists()
