@@ -31,10 +31,11 @@ test-fast: $(STAMP)
 	$(PY) -m pytest -q -m "not integration and not slow"
 
 lint: $(STAMP)
-	$(VENV)/bin/ruff check attest kms loader proto tests weightseal_cli.py
+	$(VENV)/bin/ruff check attest kms loader proto tests weightseal_cli.py weightseal_demo.py
 
 typecheck: $(STAMP)
-	$(VENV)/bin/mypy attest kms loader weightseal_cli.py
+	@rm -rf .typecheck && mkdir -p .typecheck/weightseal && for p in attest kms loader proto; do ln -s ../../$$p .typecheck/weightseal/$$p; done
+	cd .typecheck && ../$(VENV)/bin/mypy --config-file ../pyproject.toml -p weightseal.attest -p weightseal.kms -p weightseal.proto -p weightseal.loader
 
 proto: $(STAMP)
 	$(PY) -m weightseal.proto.generate
@@ -46,4 +47,4 @@ bench-kms: $(STAMP)
 	$(PY) tests/benchmarks/bench_kms.py
 
 clean:
-	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache build *.egg-info
+	rm -rf $(VENV) .typecheck .pytest_cache .mypy_cache .ruff_cache build *.egg-info

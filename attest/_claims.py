@@ -28,7 +28,7 @@ __all__ = [
 ]
 
 
-class Platform(str, enum.Enum):
+class Platform(enum.StrEnum):
     SNP = "snp"
     TDX = "tdx"
     NVGPU = "nvgpu"

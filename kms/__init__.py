@@ -2,7 +2,9 @@
 policy store and audit log, plus the admin client.  Never touches weights."""
 
 from ._admin_client import AdminClient, RemoteError
+from ._audit import AuditLog, AuditRecord, Problem, VerifyResult, iter_records, verify_log
 from ._config import KmsConfig, load_config
+from ._devvault import AppRoleCreds, DevVault, setup_vault
 from ._errors import (
     AuditError,
     AuthError,
@@ -17,11 +19,9 @@ from ._errors import (
     VaultUnavailableError,
 )
 from ._nonce import NonceService
+from ._registry import ModelRecord, Registry, VersionRecord
 from ._release import CallerInfo, KeyReleaser
 from ._server import Server, serve
-from ._audit import AuditLog, AuditRecord, Problem, VerifyResult, iter_records, verify_log
-from ._devvault import AppRoleCreds, DevVault, setup_vault
-from ._registry import ModelRecord, Registry, VersionRecord
 from ._vault import TokenRenewer, VaultBackend, login_approle, validate_model_id
 
 __all__ = [

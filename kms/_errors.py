@@ -21,6 +21,8 @@ __all__ = [
 
 class KmsError(WeightsealError):
     default_reason = "kms.error"
+    #: the gRPC status name when the error came back from a remote key service (client side)
+    code: str | None = None
 
 
 class NonceError(KmsError):

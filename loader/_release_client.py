@@ -35,7 +35,7 @@ import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import grpc
 import torch
@@ -376,7 +376,9 @@ def _attempt(stub: pbg.KeyReleaseStub, target: KmsTarget, model_id: str, model_v
     priv, pub = rc.make_hpke_keypair(suite)
     rd = report_data(nonce, model_id, pub)
     # 5. evidence (never the mock unless named)
-    evidence = collect(rd, attester=attester, mock=mock, mock_measurement=mock_measurement, gpus=gpus)
+    # collect() validates both names at run time (attest.collect.attester / .gpu)
+    evidence = collect(rd, attester=cast(Any, attester), mock=mock, mock_measurement=mock_measurement,
+                       gpus=cast(Any, gpus))
     # 6. release
     req = pb.ReleaseKeyRequest(model_id=model_id, model_version=model_version, nonce=nonce, hpke_suite=suite,
                                hpke_public_key=pub,

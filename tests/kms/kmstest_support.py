@@ -17,14 +17,14 @@ from weightseal.attest._mock import UnsafeMockPlatform
 from weightseal.attest._policy import Policy
 from weightseal.kms._admin_client import AdminClient
 from weightseal.kms._config import (
-    load_or_create_nonce_secret,
-    load_or_create_signing_key,
     AuditConfig,
     AuthConfig,
     KeysConfig,
     KmsConfig,
     TlsConfig,
     load_config,
+    load_or_create_nonce_secret,
+    load_or_create_signing_key,
 )
 from weightseal.kms._devcerts import DevPki
 from weightseal.kms._server import Server, serve

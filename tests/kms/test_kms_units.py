@@ -306,7 +306,7 @@ def test_production_server_never_creates_service_keys(tmp_path):
     from weightseal.kms._server import serve
 
     cfg = load_config(None, env={}, dev=False,
-                      vault=VaultConfig(address="http://127.0.0.1:1", role_id="r", secret_id="s"),
+                      vault=VaultConfig(address="http://127.0.0.1:1", role_id="r", secret_id="s"),  # noqa: S106 - not a secret
                       tls=TlsConfig(cert=str(tmp_path / "c"), key=str(tmp_path / "k"), client_ca=str(tmp_path / "ca")),
                       keys=KeysConfig(signing_key=str(tmp_path / "signing.key"),
                                       nonce_secret=str(tmp_path / "nonce.key")))

@@ -8,7 +8,6 @@ import threading
 
 import nacl.signing
 import pytest
-
 from weightseal.kms import AuditError, AuditLog, verify_log
 
 

@@ -85,7 +85,7 @@ def test_setup_sh_against_real_server(openbao, tmp_path):
         role = root.auth.approle.read_role(SERVICE_ROLE + suffix)["data"]
         assert role["token_policies"] == [SERVICE_POLICY + suffix]
         # the printed credentials work and are limited by the policy
-        client = login_approle(openbao.address, vals["role_id"], vals["secret_id"], timeout=2.0)
+        client = login_approle(openbao.address, vals["role_id"], vals["secret_id"], timeout=10.0)
         b = VaultBackend(client, transit_mount=transit, kv_mount=kv)
         b.ensure_model_key("m1")
         dek, wrapped = b.generate_dek("m1")
