@@ -1,1 +1,56 @@
-"""weightseal.loader"""
+"""weightseal.loader: the sealed-checkpoint format (seal and open) and device placement.
+
+Public API (shaped like safetensors)::
+
+    from weightseal.loader import DataKey, LocalKey, seal_checkpoint, load_sealed, open_sealed
+
+    key = LocalKey.load("owner.key")                      # offline/test KEK
+    seal_checkpoint("ckpt/", "ckpt.sealed/", model_id="acme/llm", key=key)
+    tensors = load_sealed("ckpt.sealed/", key, device="cpu")
+
+See FORMAT.md for the byte layout.
+"""
+
+from ._errors import (
+    IntegrityError,
+    KeyFileError,
+    LoaderError,
+    SealedFormatError,
+    TensorNotFoundError,
+)
+from ._format import FORMAT_VERSION
+from ._keys import DataKey, LocalKey, generate_local_key_file
+from ._manifest import FileEntry, Manifest, ShardEntry, read_manifest
+from ._open import (
+    SealedCheckpoint,
+    inspect_sealed,
+    load_sealed,
+    open_sealed,
+    unseal_checkpoint,
+    verify_sealed,
+)
+from ._seal import SealReport, seal_checkpoint
+
+__all__ = [
+    "FORMAT_VERSION",
+    "DataKey",
+    "LocalKey",
+    "generate_local_key_file",
+    "seal_checkpoint",
+    "SealReport",
+    "load_sealed",
+    "open_sealed",
+    "SealedCheckpoint",
+    "inspect_sealed",
+    "verify_sealed",
+    "unseal_checkpoint",
+    "read_manifest",
+    "Manifest",
+    "ShardEntry",
+    "FileEntry",
+    "LoaderError",
+    "IntegrityError",
+    "SealedFormatError",
+    "KeyFileError",
+    "TensorNotFoundError",
+]
