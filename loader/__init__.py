@@ -29,9 +29,32 @@ from ._open import (
     unseal_checkpoint,
     verify_sealed,
 )
+from ._release_client import (
+    KeyReleaseDenied,
+    KeyReleaseError,
+    KeyServiceUnavailable,
+    KmsTarget,
+    LoadReport,
+    ReleaseInfo,
+    ReleaseResponseError,
+    RetryPolicy,
+    load_model,
+    release_key,
+)
 from ._seal import SealReport, seal_checkpoint
 
 __all__ = [
+    "KeyReleaseDenied",
+    "KeyReleaseError",
+    "KeyServiceUnavailable",
+    "KmsTarget",
+    "LoadReport",
+    "ReleaseInfo",
+    "ReleaseResponseError",
+    "RetryPolicy",
+    "from_sealed_pretrained",
+    "load_model",
+    "release_key",
     "FORMAT_VERSION",
     "DataKey",
     "LocalKey",
@@ -54,3 +77,12 @@ __all__ = [
     "KeyFileError",
     "TensorNotFoundError",
 ]
+
+
+def __getattr__(name: str) -> object:
+    # transformers is heavy and optional: import the integration only when it is asked for
+    if name in ("from_sealed_pretrained", "HfIntegrationError"):
+        from . import _hf
+
+        return getattr(_hf, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
