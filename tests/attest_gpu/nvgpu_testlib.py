@@ -11,7 +11,6 @@ SHARED = HERE.parent / "data" / "attestation" / "nvgpu"
 NVTRUST = SHARED / "nvtrust"
 TRUSTEE = SHARED / "trustee"
 LEGACY = NVTRUST / "legacy"
-SDK = HERE / "data" / "attestation-sdk"
 
 # Inside the validity of the legacy RIM signer certificates (2023-06 .. 2025-06).
 RIM_VALID_AT = datetime(2024, 1, 15, tzinfo=UTC)

@@ -16,7 +16,6 @@ from nvgpu_testlib import (
     NVTRUST,
     PPCIE_NONCE,
     RIM_VALID_AT,
-    SDK,
     TRUSTEE,
     hopper,
     legacy,
@@ -320,43 +319,6 @@ def test_ppcie_eight_gpus() -> None:
         assert ev["vbios_version"].lower() == c.vbios_version
         serials.add(c.ak_serial)
     assert len(serials) == 8
-
-
-# ------------------------------------------------------------------ Blackwell (attestation-sdk)
-
-
-def test_blackwell_sample() -> None:
-    c = verify_gpu(rd(SDK / "blackwellAttestationReport.txt"), rd(SDK / "blackwellCertChain.txt"), expected_nonce=HOPPER_NONCE)
-    assert c.architecture == "blackwell"
-    assert c.hwmodel == "GB100 A01 GSP BROM"
-    assert ueid(c) == "474146966256510137525212816567191319424869109849"
-    assert (c.driver_version, c.vbios_version) == ("575.32", "97.00.88.00.0f")
-    # FWID from fwids[0] of the DICE TcbInfo extension equals the opaque FWID
-    assert c.fwid is not None and c.fwid.hex().startswith("d090cab1b6e6ffdd")
-    assert c.opaque["fwid"] == c.fwid.hex()
-    # a Hopper chain does not verify a Blackwell report
-    _, hcerts = hopper()
-    assert _reason(verify_gpu, rd(SDK / "blackwellAttestationReport.txt"), hcerts) == "attest.gpu.fwid"
-
-
-def test_attestation_sdk_hopper_590() -> None:
-    ev = json.loads((SDK / "evidence_hopper_590_12.json").read_text())[0]
-    c = verify_gpu(ev["evidence"].encode(), ev["certificate"].encode(), expected_nonce=bytes.fromhex(ev["nonce"]))
-    assert c.driver_version == "590.12"
-    assert feature_mode(c) == "PPCIE"
-    assert c.opaque["opaque_data_version"] == "0100"
-
-
-def test_production_rim_signature_verifies() -> None:
-    from weightseal.attest._nvgpu_rim import verify_rim
-
-    r = verify_rim(rd(SDK / "NV_GPU_DRIVER_GH100_550.144.03.xml"), now=datetime(2025, 6, 1, tzinfo=UTC))
-    assert r.colloquial_version == "550.144.03"
-    assert sum(m.active for m in r.measurements.values()) > 0
-    # before the signer certificate was issued
-    assert _reason(verify_rim, rd(SDK / "NV_GPU_DRIVER_GH100_550.144.03.xml"), now=datetime(2024, 6, 1, tzinfo=UTC)) == "attest.gpu.rim_expired"
-    assert _reason(verify_rim, rd(SDK / "incorrect_signature_driver_rim.xml"), now=datetime(2025, 6, 1, tzinfo=UTC)) == "attest.gpu.rim"
-    assert _reason(verify_rim, rd(SDK / "incorrect_cert_chain_driver_rim.xml"), now=datetime(2025, 6, 1, tzinfo=UTC)) == "attest.gpu.rim"
 
 
 def test_nvtrust_samples_are_identical_to_trustee_copies() -> None:
