@@ -35,6 +35,7 @@ from ._manifest import (
     parse_manifest,
     read_manifest,
 )
+from ._pool import run_threads
 
 __all__ = ["load_sealed", "open_sealed", "verify_sealed", "unseal_checkpoint", "inspect_sealed", "SealedCheckpoint"]
 
@@ -245,39 +246,6 @@ class _Target:
     buf: Any  # numpy uint8 array (cpu) / device uint8 tensor (cuda) holding the tensor bytes
 
 
-def _run_threads(tasks: Sequence[Any], workers: int, fn: Callable[[Any, Any], None],
-                 make_state: Callable[[], Any], cleanup: Callable[[Any], None]) -> None:
-    lock = threading.Lock()
-    it: Iterator[Any] = iter(tasks)
-    errors: list[BaseException] = []
-
-    def run() -> None:
-        state = make_state()
-        try:
-            while not errors:
-                with lock:
-                    t = next(it, None)
-                if t is None:
-                    return
-                fn(state, t)
-        except BaseException as exc:  # noqa: BLE001 - re-raised by the caller
-            errors.append(exc)
-        finally:
-            cleanup(state)
-
-    n = max(1, min(workers, len(tasks)))
-    if n == 1:
-        run()
-    else:
-        ths = [threading.Thread(target=run, name=f"weightseal-load-{k}", daemon=True) for k in range(n)]
-        for t in ths:
-            t.start()
-        for t in ths:
-            t.join()
-    if errors:
-        raise errors[0]
-
-
 def _byte_tensor(arr: np.ndarray, dt: torch.dtype, shape: tuple[int, ...]) -> torch.Tensor:
     if arr.size == 0:
         return torch.empty(shape, dtype=dt)
@@ -400,7 +368,7 @@ def _decrypt_tasks(tasks: list[tuple[_Shard, int, list[_Target]]], workers: int)
         return memoryview(sc)[lo:hi]
 
     try:
-        _run_threads(tasks, workers, fn, dict, lambda s: None)
+        run_threads(tasks, workers, fn, dict, lambda s: None)
     finally:
         for sc in scratch_all:
             _zero(sc)
@@ -485,7 +453,7 @@ def _load_ring(model: _Model, wanted: dict[_Shard, list[str]], workers: int, cop
                     b, e = sh.chunk_range(i)
                     sh.decrypt_chunk_into(i, smv[b - base:e - base])
 
-                _run_threads(batch, workers, fn, lambda: None, lambda s_: None)
+                run_threads(batch, workers, fn, lambda: None, lambda s_: None)
                 end = sh.chunk_range(batch[-1])[1]
                 for tb, te, tensor in targets:
                     lo, hi = max(tb, base), min(te, end)
@@ -637,7 +605,7 @@ def verify_sealed(model_dir: str | os.PathLike[str], key: DataKey | LocalKey, *,
             b, e = sh.chunk_range(i)
             sh.decrypt_chunk_into(i, memoryview(sc)[:e - b])
 
-        _run_threads(tasks, workers or os.cpu_count() or 1, fn, lambda: bytearray(max_chunk), _zero)
+        run_threads(tasks, workers or os.cpu_count() or 1, fn, lambda: bytearray(max_chunk), _zero)
         return {"model_id": m.model_id, "model_version": m.model_version, "shards": len(m.shards),
                 "tensors": sum(len(sh.st.tensors) for sh in model.shards),
                 "bytes": sum(sh.pre.data_len for sh in model.shards), "seconds": time.perf_counter() - t0}
@@ -711,7 +679,7 @@ def unseal_checkpoint(sealed_dir: str | os.PathLike[str], out_dir: str | os.Path
                 def scratch(cs: int = cs) -> bytearray:
                     return bytearray(cs)
 
-                _run_threads(list(range(sh.pre.n_chunks)), workers or os.cpu_count() or 1, fn, scratch, _zero)
+                run_threads(list(range(sh.pre.n_chunks)), workers or os.cpu_count() or 1, fn, scratch, _zero)
             finally:
                 os.close(fd)
         idx = model.am.index_bytes()

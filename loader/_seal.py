@@ -17,9 +17,8 @@ import secrets
 import shutil
 import stat
 import struct
-import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -28,6 +27,7 @@ from . import _format as F
 from ._errors import SealedFormatError
 from ._keys import DataKey, LocalKey
 from ._manifest import FileEntry, ShardEntry
+from ._pool import run_threads
 
 __all__ = ["seal_checkpoint", "SealReport"]
 
@@ -71,41 +71,6 @@ def _pwrite_full(fd: int, buf: memoryview, off: int) -> None:
     done = 0
     while done < len(buf):
         done += os.pwrite(fd, buf[done:], off + done)
-
-
-def _run_parallel(n_tasks: int, workers: int, make_state: Callable[[], Any],
-                  task: Callable[[Any, int], None], cleanup: Callable[[Any], None]) -> None:
-    """Run task(state, i) for i in range(n_tasks) on `workers` threads, each with its own state.
-    Re-raises the first exception after all threads stopped; cleanup(state) always runs."""
-    lock = threading.Lock()
-    it: Iterator[int] = iter(range(n_tasks))
-    errors: list[BaseException] = []
-
-    def run() -> None:
-        state = make_state()
-        try:
-            while not errors:
-                with lock:
-                    i = next(it, None)
-                if i is None:
-                    return
-                task(state, i)
-        except BaseException as exc:  # noqa: BLE001 - re-raised in the caller
-            errors.append(exc)
-        finally:
-            cleanup(state)
-
-    nthreads = max(1, min(workers, n_tasks))
-    if nthreads == 1:
-        run()
-    else:
-        threads = [threading.Thread(target=run, name=f"weightseal-seal-{k}", daemon=True) for k in range(nthreads)]
-        for t in threads:
-            t.start()
-        for t in threads:
-            t.join()
-    if errors:
-        raise errors[0]
 
 
 def _read_source_header(fd: int, size: int, name: str) -> F.StHeader:
@@ -184,7 +149,7 @@ def _seal_shard(src: Path, dst: Path, name: str, dek: DataKey, model_id: str, mo
                 outm.write(bytes(len(outm)))
                 outm.close()
 
-            _run_parallel(nch, workers, make_state, task, cleanup)
+            run_threads(range(nch), workers, task, make_state, cleanup, name="weightseal-seal")
             _pwrite_full(dfd, memoryview(tags), F.PREAMBLE_LEN + hlen)
         finally:
             os.close(dfd)
