@@ -4,8 +4,9 @@
 VCEK/VLEK certificate specification.  The steps are numbered in the code:
 
 1. Parse the 1184-byte report (v2, v3, v4, v5; raw or ASCII hex): ``_snp_report``.
-2. Signing key from the signer-info word (VCEK=0, VLEK=1; none=7 and reserved values are
-   rejected), MASK_CHIP_KEY, AUTHOR_KEY_EN.
+2. Signing key from KEY_INFO (VCEK=0, VLEK=1; none=7 and reserved values are rejected),
+   MASK_CHIP_KEY (the firmware then writes a zero signature: rejected in step 6),
+   AUTHOR_KEY_EN.
 3. Endorsement certificates from ``certs`` (DER/PEM leaf, PEM bundle, or extended-report
    certificate table); if no leaf is supplied and ``kds`` is configured, the VCEK is fetched
    from AMD KDS.  Missing -> ``attest.snp.chain``.
@@ -15,10 +16,11 @@ VCEK/VLEK certificate specification.  The steps are numbered in the code:
    productName extension, the report's CPUID (v3+) and the caller's ``product``
    (``attest.snp.product``).
 5. VCEK/VLEK extensions: bl/tee/snp/ucode (+fmc on Turin) must equal REPORTED_TCB
-   (``attest.snp.tcb_mismatch``); a VCEK's hwID must equal CHIP_ID unless MASK_CHIP_KEY is set
-   (``attest.snp.chip_id``).
+   (``attest.snp.tcb_mismatch``); a VCEK's hwID must equal CHIP_ID (the first 8 bytes on
+   Turin) unless CHIP_ID is all zeros because the host set MASK_CHIP_ID
+   (``attest.snp.chip_id``); the VCEK signature in step 6 still binds the report to the chip.
 6. Signature: ECDSA P-384 / SHA-384 over bytes 0x000..0x29F, R and S little-endian 72-byte
-   fields (``attest.snp.signature``).
+   fields (``attest.snp.signature``); an all-zero SIGNATURE (MASK_CHIP_KEY) is rejected.
 7. Binding: REPORT_DATA must equal ``expected_report_data`` when given (``attest.snp.binding``).
 
 Debug, VMPL, measurement, minimum TCB and so on are policy questions and are left to the policy
@@ -135,7 +137,7 @@ def _kds_leaf(rep: SnpReport, kds: KdsClient, products: list[str]) -> SnpCertBun
     """Step 3 (fallback): fetch the VCEK for this chip and REPORTED_TCB from AMD KDS."""
     if rep.signing_key == SIGNING_KEY_VLEK:
         raise CertificateChainError("no VLEK certificate supplied (KDS does not serve VLEKs)", reason="attest.snp.chain")
-    if rep.mask_chip_id or not any(rep.chip_id):
+    if rep.mask_chip_id:
         raise CertificateChainError(
             "no VCEK supplied and CHIP_ID is masked, so KDS cannot be asked", reason="attest.snp.chain"
         )
@@ -205,12 +207,17 @@ def _verify(
             f"certificate TCB (bl, tee, snp, ucode, fmc) = {got} but REPORTED_TCB = {want}",
             reason="attest.snp.tcb_mismatch",
         )
+    # MASK_CHIP_ID makes CHIP_ID all zeros; then there is nothing to compare (go-sev-guest
+    # does the same).  KEY_INFO.MASK_CHIP_KEY is a different switch and does NOT skip this.
     if end.key_type == "vcek" and not rep.mask_chip_id:
         hwid = end.hwid or b""
         if not hwid or rep.chip_id[: len(hwid)] != hwid:
             raise ClaimsError("VCEK hwID does not match the report's CHIP_ID", reason="attest.snp.chip_id")
 
     # 6. Report signature: ECDSA P-384 over bytes 0x000..0x29F, R/S little-endian.
+    if rep.signature_is_zero:
+        why = " (MASK_CHIP_KEY is set)" if rep.mask_chip_key else ""
+        raise SignatureError(f"report is not signed: SIGNATURE is all zeros{why}", reason="attest.snp.signature")
     if not (0 < rep.sig_r < _P384_MAX and 0 < rep.sig_s < _P384_MAX):
         raise SignatureError("signature R/S out of range", reason="attest.snp.signature")
     sig_der = encode_dss_signature(rep.sig_r, rep.sig_s)

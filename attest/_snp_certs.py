@@ -30,6 +30,7 @@ from ._x509util import (
     der_small_uint,
     der_total_length,
     load_certificates,
+    read_tlv,
     verify_rsa_pss_sha384,
 )
 
@@ -343,6 +344,23 @@ def _ext_raw(cert: x509.Certificate) -> dict[str, bytes]:
     return out
 
 
+def _decode_hwid(value: bytes | None, want: int) -> bytes | None:
+    """The VCEK hwID extension value.  AMD KDS has always put the raw bytes (64, or 8 on Turin)
+    into extnValue without an ASN.1 tag; AMD announced (2023) a switch to a proper DER OCTET
+    STRING, so that form is accepted too (as go-sev-guest and trustee do).  Anything else: None."""
+    if value is None:
+        return None
+    if len(value) == want:
+        return value
+    try:
+        t = read_tlv(value, 0)
+    except X509Error:
+        return None
+    if t.tag != 0x04 or t.end != len(value) or t.content_len != want:
+        return None
+    return value[t.content_start : t.end]
+
+
 def _decode_leaf_extensions(
     ext: dict[str, bytes], key_type: str, product: str
 ) -> tuple[str | None, int, int, int, int, int | None, bytes | None, str | None]:
@@ -365,8 +383,8 @@ def _decode_leaf_extensions(
     hwid: bytes | None = None
     csp: str | None = None
     if key_type == "vcek":
-        hwid = ext.get(OID_HWID)
         want = 8 if product == "Turin" else 64
+        hwid = _decode_hwid(ext.get(OID_HWID), want)
         if hwid is None or len(hwid) != want:
             raise _chain_err(f"VCEK hwID extension missing or not {want} bytes")
     else:

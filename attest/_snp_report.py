@@ -12,7 +12,7 @@ Layout (0x4A0 bytes, little-endian integers)::
     0x034 SIGNATURE_ALGO u32     0x18B..0x19F reserved, MBZ
     0x038 CURRENT_TCB u64        0x1A0 CHIP_ID[64]
     0x040 PLATFORM_INFO u64      0x1E0 COMMITTED_TCB u64
-    0x048 signer info u32:       0x1E8 CURRENT_BUILD, _MINOR, _MAJOR u8; 0x1EB MBZ
+    0x048 KEY_INFO u32:          0x1E8 CURRENT_BUILD, _MINOR, _MAJOR u8; 0x1EB MBZ
           bit 0 AUTHOR_KEY_EN    0x1EC COMMITTED_BUILD, _MINOR, _MAJOR u8; 0x1EF MBZ
           bit 1 MASK_CHIP_KEY    0x1F0 LAUNCH_TCB u64
           bits 4:2 SIGNING_KEY   0x1F8 LAUNCH_MIT_VECTOR u64  (v5)
@@ -31,9 +31,20 @@ ABI revisions and both go-sev-guest and virtee/sev accept it.  The 16 bytes at 0
 reported as mitigation vectors only for v5 and are not required to be zero for earlier versions
 (firmware that predates them leaves them zero, and they are covered by the signature).
 
-Reserved-bit policy: the MBZ ranges above are rejected when non-zero (as go-sev-guest does);
-GUEST_POLICY bit 17 must be one.  Unknown GUEST_POLICY and PLATFORM_INFO bits are NOT rejected
-here: newer firmware defines new bits and they are policy questions, so they are passed on raw.
+Reserved-bit policy: the MBZ ranges above are rejected when non-zero (as go-sev-guest does).
+GUEST_POLICY (ABI spec table "Guest Policy Structure"): bits 7:0 ABI_MINOR, 15:8 ABI_MAJOR,
+16 SMT, 17 reserved MUST BE ONE, 18 MIGRATE_MA, 19 DEBUG, 20 SINGLE_SOCKET, 21 CXL_ALLOW,
+22 MEM_AES_256_XTS, 23 RAPL_DIS, 24 CIPHERTEXT_HIDING_DRAM, 25 PAGE_SWAP_DISABLE, 63:26 MBZ.
+The firmware refuses to launch a guest with reserved policy bits set, so a set bit 63:26 means
+a policy this verifier cannot interpret: it is rejected (fail closed, as go-sev-guest does).
+PLATFORM_INFO (0 SMT_EN, 1 TSME_EN, 2 ECC_EN, 3 RAPL_DIS, 4 CIPHERTEXT_HIDING_EN,
+5 ALIAS_CHECK_COMPLETE, 7 SEV_TIO_EN) describes the host, not the guest; its unknown bits are
+passed on raw for the policy layer.
+
+KEY_INFO bit 1 is MASK_CHIP_KEY (SNP_CONFIG.MaskChipKey): when set the firmware does not sign
+the report with the VCEK and writes zeros into SIGNATURE.  It is NOT the CHIP_ID masking
+(SNP_CONFIG.MaskChipId), which is not reported anywhere except that CHIP_ID reads as all zeros;
+``mask_chip_id`` below is therefore "CHIP_ID is all zeros".
 """
 
 from __future__ import annotations
@@ -66,6 +77,16 @@ SIGNING_KEY_VCEK = 0
 SIGNING_KEY_VLEK = 1
 SIGNING_KEY_NONE = 7
 POLICY_RESERVED_ONE_BIT = 17
+POLICY_SMT = 16
+POLICY_MIGRATE_MA = 18
+POLICY_DEBUG = 19
+POLICY_SINGLE_SOCKET = 20
+POLICY_CXL_ALLOW = 21
+POLICY_MEM_AES_256_XTS = 22
+POLICY_RAPL_DIS = 23
+POLICY_CIPHERTEXT_HIDING_DRAM = 24
+POLICY_PAGE_SWAP_DISABLE = 25
+POLICY_MBZ_SHIFT = 26  # bits 63:26 are reserved, must be zero
 
 _HEX = frozenset(string.hexdigits.encode())
 _WS = b" \t\r\n"
@@ -75,8 +96,34 @@ def _perr(msg: str) -> EvidenceParseError:
     return EvidenceParseError(msg, reason="attest.snp.parse")
 
 
+def _unwrap(raw: bytes) -> bytes | None:
+    """The 1184-byte report inside the envelopes real guests hand out, or None.
+
+    * the bare report (configfs-tsm ``outblob``);
+    * MSG_REPORT_RSP as ``/dev/sev-guest`` returns it: u32 status (0), u32 report_size (1184),
+      24 reserved zero bytes, then the report;
+    * an Azure vTPM HCL report (magic ``HCLA``): the SNP report at offset 0x20;
+    * a bare report followed by bytes that are not part of it (tools append padding or other
+      data): the first 1184 bytes, when they start with a known report version.  Nothing after
+      the report is signed, so nothing after it is used.
+    """
+    if len(raw) == REPORT_SIZE:
+        return raw
+    if len(raw) < REPORT_SIZE:
+        return None
+    if raw[:4] == b"HCLA" and len(raw) >= 0x20 + REPORT_SIZE:
+        return raw[0x20:0x20 + REPORT_SIZE]
+    if (len(raw) >= 0x20 + REPORT_SIZE and int.from_bytes(raw[0:4], "little") == 0
+            and int.from_bytes(raw[4:8], "little") == REPORT_SIZE and not any(raw[8:0x20])):
+        return raw[0x20:0x20 + REPORT_SIZE]
+    if 2 <= int.from_bytes(raw[0:4], "little") <= 5:
+        return raw[:REPORT_SIZE]
+    return None
+
+
 def decode_report_bytes(data: bytes | bytearray | memoryview | str) -> bytes:
-    """Raw 1184-byte report from raw binary or ASCII hex (whitespace ignored)."""
+    """Raw 1184-byte report from raw binary or ASCII hex (whitespace ignored), unwrapped from
+    the envelopes listed in :func:`_unwrap`."""
     if isinstance(data, str):
         try:
             data = data.encode("ascii")
@@ -85,16 +132,17 @@ def decode_report_bytes(data: bytes | bytearray | memoryview | str) -> bytes:
     if not isinstance(data, bytes | bytearray | memoryview):
         raise _perr("report must be bytes")
     raw = bytes(data)
-    if len(raw) == REPORT_SIZE:
-        return raw
-    if len(raw) > 4 * REPORT_SIZE:
+    if len(raw) > 16 * REPORT_SIZE:
         raise _perr(f"report is {len(raw)} bytes, expected {REPORT_SIZE}")
     compact = bytes(b for b in raw if b not in _WS)
     if compact[:2] in (b"0x", b"0X"):
         compact = compact[2:]
-    if len(compact) == 2 * REPORT_SIZE and all(b in _HEX for b in compact):
-        return bytes.fromhex(compact.decode("ascii"))
-    raise _perr(f"report is {len(raw)} bytes, expected {REPORT_SIZE} (or {2 * REPORT_SIZE} hex digits)")
+    if len(compact) >= 2 * REPORT_SIZE and len(compact) % 2 == 0 and all(b in _HEX for b in compact):
+        raw = bytes.fromhex(compact.decode("ascii"))
+    out = _unwrap(raw)
+    if out is None:
+        raise _perr(f"report is {len(raw)} bytes, expected {REPORT_SIZE} (or {2 * REPORT_SIZE} hex digits)")
+    return out
 
 
 def cpuid_product(fam: int, mod: int) -> str | None:
@@ -126,7 +174,7 @@ class SnpReport:
     platform_info: int
     signer_info: int
     author_key_en: bool
-    mask_chip_id: bool
+    mask_chip_id: bool  # CHIP_ID is all zeros (SNP_CONFIG.MaskChipId, or a VLEK host)
     signing_key: int  # 0 VCEK, 1 VLEK, 7 none
     report_data: bytes
     measurement: bytes
@@ -152,10 +200,18 @@ class SnpReport:
     current_mit_vector: int | None
     sig_r: int
     sig_s: int
+    mask_chip_key: bool = False  # KEY_INFO bit 1: firmware did not sign (SIGNATURE is zero)
 
     @property
     def signed_bytes(self) -> bytes:
         return self.raw[:SIGNED_LEN]
+
+    def policy_bit(self, bit: int) -> bool:
+        return bool(self.policy >> bit & 1)
+
+    @property
+    def signature_is_zero(self) -> bool:
+        return not any(self.raw[SIG_OFF:REPORT_SIZE])
 
     @property
     def cpuid_product(self) -> str | None:
@@ -192,6 +248,8 @@ def parse_snp_report(data: bytes | bytearray | memoryview | str) -> SnpReport:
     policy = u64(0x08)
     if not policy >> POLICY_RESERVED_ONE_BIT & 1:
         raise _perr("GUEST_POLICY bit 17 (reserved, must be one) is zero")
+    if policy >> POLICY_MBZ_SHIFT:
+        raise _perr(f"GUEST_POLICY reserved bits 63:26 are not zero (0x{policy:016X})")
     sig_algo = u32(0x34)
     if sig_algo != SIG_ALGO_ECDSA_P384_SHA384:
         raise _perr(f"unsupported SIGNATURE_ALGO {sig_algo}")
@@ -199,7 +257,7 @@ def parse_snp_report(data: bytes | bytearray | memoryview | str) -> SnpReport:
     if vmpl > 3:
         raise _perr(f"VMPL {vmpl} out of range")
 
-    # Step 2: KEY_INFO / signer info: author key, chip-id masking, signing key.
+    # Step 2: KEY_INFO: AUTHOR_KEY_EN, MASK_CHIP_KEY, SIGNING_KEY.
     signer_info = u32(0x48)
     if signer_info >> 5:
         raise _perr("signer info bits 31:5 are reserved and not zero")
@@ -237,7 +295,8 @@ def parse_snp_report(data: bytes | bytearray | memoryview | str) -> SnpReport:
         platform_info=u64(0x40),
         signer_info=signer_info,
         author_key_en=bool(signer_info & 1),
-        mask_chip_id=bool(signer_info & 2),
+        mask_chip_id=not any(raw[0x1A0:0x1E0]),
+        mask_chip_key=bool(signer_info & 2),
         signing_key=signing_key,
         report_data=raw[0x50:0x90],
         measurement=raw[0x90:0xC0],

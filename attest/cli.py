@@ -77,6 +77,10 @@ def sniff_platform(report: bytes) -> Platform | None:
     if len(report) >= 0x4A0 and int.from_bytes(report[0:4], "little") in (2, 3, 4, 5) \
             and int.from_bytes(report[0x34:0x38], "little") == 1:
         return Platform.SNP
+    # SNP report envelopes: Azure HCL report, /dev/sev-guest MSG_REPORT_RSP (status 0, size 1184)
+    if len(report) >= 0x20 + 0x4A0 and (report[:4] == b"HCLA" or (
+            int.from_bytes(report[0:4], "little") == 0 and int.from_bytes(report[4:8], "little") == 0x4A0)):
+        return Platform.SNP
     return None
 
 
@@ -97,8 +101,6 @@ def read_evidence_file(path: str | Path, *, platform: str | None = None, certs: 
     plat = Platform(platform) if platform else sniff_platform(raw)
     if plat is None:
         raise EvidenceParseError("cannot tell the platform of this report; pass --platform", reason="attest.unsupported")
-    if plat is Platform.SNP and len(raw) > 0x4A0 and not any(raw[0x4A0:]):
-        raw = raw[:0x4A0]  # hex dumps padded with zeros
     return [Evidence(platform=plat, report=raw, certs=_maybe_pem_or_hex(certs))]
 
 

@@ -187,3 +187,19 @@ def test_usage_errors(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> Non
     assert rc == 1 and "go together" in err
     rc, _, err = run(capsys, "verify", str(GO / "attestation.bin"), "--report-data", "00")
     assert rc == 1 and "64 bytes" in err
+
+
+@pytest.mark.parametrize("envelope", ["azure_hcl", "msg_report_rsp"])
+def test_cli_sniffs_and_verifies_snp_envelopes(tmp_path, capsys, envelope):
+    from weightseal_cli import main
+
+    d = Path(__file__).resolve().parents[1] / "data" / "attestation" / "snp" / "go-sev-guest"
+    rep = (d / "attestation.bin").read_bytes()
+    wrapped = (b"HCLA" + bytes(28) + rep + b"tail" if envelope == "azure_hcl"
+               else (0).to_bytes(4, "little") + (1184).to_bytes(4, "little") + bytes(24) + rep)
+    f = tmp_path / "report.bin"
+    f.write_bytes(wrapped)
+    rc = main(["attest", "verify", str(f), "--certs", str(d / "vcek.testcer"), "--now", "2023-01-01T00:00:00Z", "--json"])
+    out = json.loads(capsys.readouterr().out)
+    assert rc == 0 and out["verdict"] == "verified"
+    assert out["claims"][0]["measurement"].startswith("b07af9620f3b839b")

@@ -216,6 +216,7 @@ def build_report(
     vmpl: int = 0,
     signing_key: int = 0,
     mask_chip_id: bool = False,
+    mask_chip_key: bool = False,
     author_key_en: bool = False,
     tcb: int = 0,
     current_tcb: int | None = None,
@@ -231,7 +232,9 @@ def build_report(
     r[0x20:0x30] = b"\xbb" * 16
     struct.pack_into("<II", r, 0x30, vmpl, 1)
     struct.pack_into("<QQ", r, 0x38, tcb if current_tcb is None else current_tcb, 0x25)
-    struct.pack_into("<I", r, 0x48, (signing_key << 2) | (2 if mask_chip_id else 0) | (1 if author_key_en else 0))
+    # KEY_INFO: bit 0 AUTHOR_KEY_EN, bit 1 MASK_CHIP_KEY, bits 4:2 SIGNING_KEY.  MASK_CHIP_ID (a
+    # host SNP_CONFIG switch) is not reported in KEY_INFO: it only zeroes CHIP_ID.
+    struct.pack_into("<I", r, 0x48, (signing_key << 2) | (2 if mask_chip_key else 0) | (1 if author_key_en else 0))
     r[0x50:0x90] = report_data
     r[0x90:0xC0] = measurement
     r[0xC0:0xE0] = b"\x33" * 32

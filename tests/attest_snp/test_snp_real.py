@@ -378,7 +378,7 @@ def test_chip_id_mismatch_and_mask() -> None:
         verify_snp(bytes(rep), gsg_vcek(), now=NOW_GSG)
     assert ei.value.reason == "attest.snp.chip_id"
     rep = bytearray(gsg_report())
-    rep[0x48] |= 2  # MASK_CHIP_KEY: chip-id check skipped, the signature still fails
+    rep[0x48] |= 2  # MASK_CHIP_KEY does not skip the chip-id check; the signed bytes changed
     with pytest.raises(SignatureError) as ei2:
         verify_snp(bytes(rep), gsg_vcek(), now=NOW_GSG)
     assert ei2.value.reason == "attest.snp.signature"
@@ -419,7 +419,8 @@ def test_signature_component_high_bytes() -> None:
 
 @pytest.mark.parametrize(
     "data",
-    [b"", b"\x00", gsg_report()[:-1], gsg_report() + b"\x00", b"zz" * 1184, "é" * 10, b"0" * 2367, bytes(10_000)],
+    [b"", b"\x00", gsg_report()[:-1], b"zz" * 1184, "é" * 10, b"0" * 2367, bytes(10_000),
+     (22).to_bytes(4, "little") + (1184).to_bytes(4, "little") + bytes(24) + gsg_report()],
 )
 def test_truncated_or_garbage_report(data: bytes | str) -> None:
     with pytest.raises(EvidenceParseError) as ei:
@@ -472,3 +473,18 @@ def test_odd_cert_types() -> None:
         with pytest.raises(EvidenceParseError) as ei:
             verify_snp(gsg_report(), bad, now=NOW_GSG)
         assert ei.value.reason == "attest.snp.parse" and "unexpected" not in str(ei.value)
+
+
+@pytest.mark.parametrize("wrap", ["trailing", "msg_report_rsp", "azure_hcl", "hex_trailing"])
+def test_report_envelopes_real_guests_hand_out(wrap: str) -> None:
+    """configfs-tsm gives the bare report; /dev/sev-guest a MSG_REPORT_RSP (status, size,
+    reserved, report); Azure an HCL report with the SNP report at 0x20; tools append bytes.
+    The same signed report must verify to the same claims in every envelope."""
+    rep = gsg_report()
+    wrapped: bytes = {
+        "trailing": rep + b"\x00" * 20,
+        "msg_report_rsp": (0).to_bytes(4, "little") + (1184).to_bytes(4, "little") + bytes(24) + rep + bytes(64),
+        "azure_hcl": b"HCLA" + bytes(28) + rep + b"runtime data follows",
+        "hex_trailing": (rep + bytes(8)).hex().encode(),
+    }[wrap]
+    assert verify_snp(wrapped, gsg_vcek(), now=NOW_GSG) == verify_snp(rep, gsg_vcek(), now=NOW_GSG)

@@ -124,7 +124,7 @@ def test_chip_id_rules() -> None:
     with pytest.raises(ClaimsError) as ei:
         _verify(_report("Genoa", chip_id=other), _vcek("Genoa"))
     assert ei.value.reason == "attest.snp.chip_id"
-    # MASK_CHIP_KEY: chip_id is zero and not compared
+    # MASK_CHIP_ID (host switch, not in KEY_INFO): chip_id is zero and not compared
     c = _verify(_report("Genoa", mask_chip_id=True), _vcek("Genoa"))
     assert c.mask_chip_id is True and c.chip_id == bytes(64)
     # Turin: the 8-byte hwID must equal CHIP_ID[0:8]
@@ -238,7 +238,7 @@ def test_policy_bits_decoded() -> None:
     c = _verify(_report("Genoa", policy=pol), _vcek("Genoa"))
     assert (c.smt_allowed, c.migrate_ma, c.debug, c.single_socket) == (True, True, True, True)
     assert (c.abi_major, c.abi_minor) == (2, 7)
-    # unknown higher policy bits are passed through raw, not rejected (policy decides)
+    # defined newer bits (21..25) are passed through raw, not rejected (policy decides)
     c2 = _verify(_report("Genoa", policy=(1 << 17) | (1 << 25)), _vcek("Genoa"))
     assert c2.policy == (1 << 17) | (1 << 25) and not c2.debug
 
