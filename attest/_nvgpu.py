@@ -34,18 +34,23 @@ Device Identity CA (pinned root, ``roots/nvidia_device_root.pem``).
 
 Verification steps (numbered as in the code below):
   1. Parse the request and response with bounds checks (``attest.gpu.parse``).
-  2. Certificate chain: the root must be the pinned NVIDIA Device Identity CA (a supplied root
-     must equal it), the signing certificate must be present (``attest.gpu.chain``); the FWID
-     of the signing certificate's TCG DICE extension must exist and equal the report's
-     OPAQUE FWID when the report carries one (``attest.gpu.fwid``; Hopper: 2.23.133.5.4.1,
-     Blackwell: fwids[0] of the DICE TcbInfo 2.23.133.5.4.1.1); every link's ECDSA P-384
-     signature, CA constraints (``attest.gpu.chain``); validity at ``now``
+  2. Certificate chain, structure only: PEM, the pinned root (a supplied root must equal the
+     pinned NVIDIA Device Identity CA), the signing (AK leaf) certificate must be present
+     (``attest.gpu.chain``).
+  3. Report signature by the AK leaf key (``attest.gpu.signature``).  As in NVIDIA's
+     attestation SDK (the report is authenticated when it is parsed) and trustee's verifier,
+     this comes before anything in the report is compared with the chain, so a forged or
+     corrupted report is reported as a signature failure, not as a mismatch of unauthenticated
+     fields.
+  4. FWID: the signing certificate's TCG DICE FWID must exist and equal the report's OPAQUE
+     FWID when the report carries one (``attest.gpu.fwid``; Hopper: 2.23.133.5.4.1,
+     Blackwell: fwids[0] of the DICE TcbInfo 2.23.133.5.4.1.1); then every link's ECDSA P-384
+     signature and CA constraints (``attest.gpu.chain``); validity at ``now``
      (``attest.gpu.expired``).
-  3. Report signature by the AK leaf key (``attest.gpu.signature``).
-  4. Nonce in the request equals the expected nonce (``attest.gpu.nonce``).
-  5. Measurements against signed RIMs (``attest.gpu.rim``, ``attest.gpu.rim_expired``) and/or
+  5. Nonce in the request equals the expected nonce (``attest.gpu.nonce``).
+  6. Measurements against signed RIMs (``attest.gpu.rim``, ``attest.gpu.rim_expired``) and/or
      caller reference values (``attest.gpu.measurement``).
-  6. Claims.
+  7. Claims.
 
 Revocation (NVIDIA OCSP) needs the network and is not checked here.
 """
@@ -148,6 +153,10 @@ _FEATURE_FLAGS = {0: "SPT", 1: "MPT", 2: "PPCIE"}
 _T_DRIVER, _T_VBIOS, _T_NVDEC, _T_MSRCNT, _T_BOARD = 3, 6, 11, 12, 14
 _T_CHIP_SKU, _T_PROJECT, _T_PROJECT_SKU, _T_FWID, _T_PPCIE = 15, 17, 18, 20, 21
 _T_CHIP_INFO, _T_FEATURE = 35, 36
+_T_OPAQUE_VERSION = 34
+# Highest OPAQUE_DATA_VERSION whose field layout is known (NVIDIA attestation-sdk
+# GpuOpaqueDataParser::MAX_OPAQUE_DATA_VERSION); reports without the field are version 0.
+MAX_OPAQUE_DATA_VERSION = 1
 
 
 def _parse_error(msg: str) -> EvidenceParseError:
@@ -433,21 +442,26 @@ def _verify(
     nvdec = rep.field(_T_NVDEC)
     if nvdec is not None and len(nvdec) != 1:
         raise _parse_error("NVDEC0 status must be 1 byte")
+    opaque_version = rep.field(_T_OPAQUE_VERSION)
+    if opaque_version is not None and _le_int(opaque_version, "opaque data version") > MAX_OPAQUE_DATA_VERSION:
+        # a newer layout may give the fields another meaning: refuse rather than misread it
+        raise _parse_error("opaque data version not supported")
     chip_info_raw = rep.field(_T_CHIP_INFO)
     chip_info = _cstr(chip_info_raw, "chip info") if chip_info_raw is not None else None
     report_fwid = rep.field(_T_FWID)
     if report_fwid is not None and len(report_fwid) == 0:
         raise _parse_error("empty FWID field")
 
-    # 2. Certificate chain to the pinned NVIDIA Device Identity CA.
+    # 2. Certificate chain, structure: the signing (AK leaf) certificate is present.
     try:
-        leaf, chain, arch, hwmodel, cert_fwid = _check_chain(certs, chip_info, report_fwid, now)
+        chain_in, leaf = _load_chain(certs)
     except AttestationError:
         raise
     except Exception as exc:  # lazily parsed fields of a malformed certificate
         raise CertificateChainError(f"malformed certificate: {type(exc).__name__}", reason="attest.gpu.chain") from None
 
-    # 3. Report signature: ECDSA P-384 / SHA-384 by the AK leaf key.
+    # 3. Report signature: ECDSA P-384 / SHA-384 by the AK leaf key (before any field of the
+    #    report is compared with the chain: only an authenticated report is interpreted).
     try:
         key = leaf.public_key()
     except Exception:
@@ -461,14 +475,22 @@ def _verify(
     except (InvalidSignature, ValueError):
         raise SignatureError("GPU attestation report signature does not verify", reason="attest.gpu.signature") from None
 
-    # 4. Nonce in the GET_MEASUREMENTS request.
+    # 4. FWID of the signing certificate vs the report; every link to the pinned root; validity.
+    try:
+        chain, arch, hwmodel, cert_fwid = _check_chain(chain_in, leaf, chip_info, report_fwid, now)
+    except AttestationError:
+        raise
+    except Exception as exc:  # lazily parsed fields of a malformed certificate
+        raise CertificateChainError(f"malformed certificate: {type(exc).__name__}", reason="attest.gpu.chain") from None
+
+    # 5. Nonce in the GET_MEASUREMENTS request.
     if expected_nonce is not None:
         if not isinstance(expected_nonce, bytes | bytearray) or len(expected_nonce) != NONCE_LEN:
             raise BindingError("expected GPU nonce must be 32 bytes", reason="attest.gpu.nonce")
         if not hmac.compare_digest(rep.nonce, bytes(expected_nonce)):
             raise BindingError("GPU nonce does not match the expected nonce", reason="attest.gpu.nonce")
 
-    # 5. Measurements against signed RIMs and/or reference values.
+    # 6. Measurements against signed RIMs and/or reference values.
     measurements = rep.measurements
     skip_blocks = {NVDEC_RIM_INDEX + 1} if nvdec == bytes((NVDEC_DISABLED,)) else set()
     verified = False
@@ -482,7 +504,7 @@ def _verify(
         _check_reference(reference, measurements, skip_blocks)
         verified = True
 
-    # 6. Claims.
+    # 7. Claims.
     board = rep.field(_T_BOARD)
     chip_sku = rep.field(_T_CHIP_SKU)
     project = rep.field(_T_PROJECT)
@@ -511,15 +533,11 @@ def _verify(
     )
 
 
-def _check_chain(
-    certs: bytes, chip_info: str | None, report_fwid: bytes | None, now: datetime
-) -> tuple[x509.Certificate, list[x509.Certificate], str, str | None, bytes]:
-    """Step 2 (see the module docstring)."""
+def _load_chain(certs: bytes) -> tuple[list[x509.Certificate], x509.Certificate]:
+    """Step 2: parse the PEM chain and find the signing certificate (structure only; the
+    links are verified in step 4)."""
     chain_in = load_pem_chain(certs, "attest.gpu.chain")
-    # 2a. root and presence of the signing certificate (structure; signatures in 2c).
     root = device_root()
-    # 2b. FWID of the signing certificate vs the report (before the links, as NVIDIA does,
-    #     so a chain without its signing certificate is reported as an FWID failure).
     chain_wo_root = list(chain_in)
     if chain_wo_root and cert_der(chain_wo_root[-1]) == cert_der(root):
         chain_wo_root.pop()
@@ -528,17 +546,29 @@ def _check_chain(
             "certificate chain must have at least the root CA and signing certificates",
             reason="attest.gpu.chain",
         )
-    leaf = chain_wo_root[0]
+    return chain_in, chain_wo_root[0]
+
+
+def _check_chain(
+    chain_in: list[x509.Certificate],
+    leaf: x509.Certificate,
+    chip_info: str | None,
+    report_fwid: bytes | None,
+    now: datetime,
+) -> tuple[list[x509.Certificate], str, str | None, bytes]:
+    """Step 4 (see the module docstring)."""
+    # 4a. FWID of the signing certificate vs the (authenticated) report.
     hwmodel = common_name(leaf.issuer)
     arch = _architecture(chip_info, hwmodel, common_name(leaf.subject))
     cert_fwid = extract_fwid(leaf, prefer_tcbinfo=(arch == "blackwell"), reason="attest.gpu.fwid")
     if report_fwid is not None and not hmac.compare_digest(cert_fwid, report_fwid):
         raise CertificateChainError("FWID in the report differs from the signing certificate's", reason="attest.gpu.fwid")
-    # 2c. every link, constraints, pinned root.
+    # 4b. every link, constraints, pinned root.
+    root = device_root()
     chain = verify_chain(chain_in, root, reason="attest.gpu.chain", require_p384=True)
-    # 2d. validity at `now` (after the signatures, so expiry is reported as such).
+    # 4c. validity at `now` (after the signatures, so expiry is reported as such).
     check_validity([*chain, root], now, reason="attest.gpu.expired")
-    return leaf, chain, arch, hwmodel, cert_fwid
+    return chain, arch, hwmodel, cert_fwid
 
 
 def _ppcie(rep: GpuReport) -> bool:

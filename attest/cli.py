@@ -58,6 +58,8 @@ def _read(path: str | Path, what: str) -> bytes:
 def _maybe_hex_text(data: bytes) -> bytes:
     """Hex text (the NVIDIA and virtee samples) -> bytes; anything else unchanged."""
     stripped = b"".join(data.split())
+    if stripped[:2] in (b"0x", b"0X"):
+        stripped = stripped[2:]
     if stripped and len(stripped) % 2 == 0 and all(c in b"0123456789abcdefABCDEF" for c in stripped):
         return binascii.unhexlify(stripped)
     return data

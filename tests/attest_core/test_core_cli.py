@@ -203,3 +203,14 @@ def test_cli_sniffs_and_verifies_snp_envelopes(tmp_path, capsys, envelope):
     out = json.loads(capsys.readouterr().out)
     assert rc == 0 and out["verdict"] == "verified"
     assert out["claims"][0]["measurement"].startswith("b07af9620f3b839b")
+
+
+def test_cli_reads_0x_prefixed_hex(tmp_path, capsys):
+    from weightseal_cli import main
+
+    d = Path(__file__).resolve().parents[1] / "data" / "attestation" / "tdx" / "go-tdx-guest"
+    f = tmp_path / "quote.hex"
+    f.write_text("0x" + (d / "quote_v5_sample.dat").read_bytes().hex() + "\n")
+    rc = main(["attest", "verify", str(f), "--now", "2026-02-03T01:00:00Z", "--json"])
+    out = json.loads(capsys.readouterr().out)
+    assert rc == 0 and out["verdict"] == "verified" and out["claims"][0]["quote_version"] == 5

@@ -8,6 +8,7 @@ import json
 from datetime import UTC, datetime
 
 import pytest
+from cryptography import x509
 from nvgpu_testlib import (
     COCO_NONCE,
     HOPPER_NONCE,
@@ -32,6 +33,7 @@ from weightseal.attest._nvgpu import (
     ueid,
     verify_gpu,
 )
+from weightseal.attest._nvgpu_x509 import extract_fwid
 
 
 def _reason(fn, *a, **kw) -> str:  # type: ignore[no-untyped-def]
@@ -115,7 +117,15 @@ def test_trustee_chain_cases() -> None:
     assert verify_gpu(rep, rd(TRUSTEE / "hopper_cert_chain_case1.txt")).nonce == HOPPER_NONCE
     assert _reason(verify_gpu, rep, rd(TRUSTEE / "hopper_cert_chain_case2.txt")) == "attest.gpu.chain"
     assert _reason(verify_gpu, rep, rd(TRUSTEE / "hopper_cert_chain_case3.txt")) == "attest.gpu.chain"
-    assert _reason(verify_gpu, rep, rd(TRUSTEE / "hopper_cert_chain_case4.txt")) == "attest.gpu.fwid"
+    # case4 lacks the AK leaf: its first certificate (the device BROM certificate) did not sign
+    # the report, and, as in trustee's and NVIDIA's verifiers, the report signature is checked
+    # before anything in it is compared with the chain.  The chain itself fails the FWID check
+    # (trustee cert_chain.rs: "FwId oid not found in the NVIDIA signing certificate").
+    case4 = rd(TRUSTEE / "hopper_cert_chain_case4.txt")
+    assert _reason(verify_gpu, rep, case4) == "attest.gpu.signature"
+    with pytest.raises(AttestationError) as ei:
+        extract_fwid(x509.load_pem_x509_certificates(case4)[0], prefer_tcbinfo=False, reason="attest.gpu.fwid")
+    assert ei.value.reason == "attest.gpu.fwid"
 
 
 def test_coco_report_with_trailing_zero() -> None:
@@ -150,9 +160,11 @@ def test_wrong_nonce() -> None:
 
 
 def test_report_with_other_gpus_chain() -> None:
+    # Another GPU's AK did not sign this report: a signature failure (NVIDIA attestation-sdk
+    # expects GpuEvidenceInvalidSignature for such a pairing), checked before the FWIDs.
     rep, _ = hopper()
     _, other = legacy()
-    assert _reason(verify_gpu, rep, other) == "attest.gpu.fwid"
+    assert _reason(verify_gpu, rep, other) == "attest.gpu.signature"
 
 
 def test_legacy_report_without_fwid_uses_signature() -> None:
