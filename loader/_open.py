@@ -287,7 +287,9 @@ def _load_cpu(model: _Model, wanted: dict[_Shard, list[str]], workers: int) -> d
                 bt = torch.from_numpy(big)
                 for t in infos:
                     dt = sh.dtypes[t.name]
-                    if t.begin % dt.itemsize == 0:
+                    if t.nbytes == 0:  # empty tensors (a zero-length view cannot change dtype)
+                        out[t.name] = torch.empty(t.shape, dtype=dt)
+                    elif t.begin % dt.itemsize == 0:
                         out[t.name] = bt[t.begin:t.end].view(dt).reshape(t.shape)
                     else:
                         copy_out.append((big, sh, t))

@@ -14,7 +14,7 @@ import pytest
 import torch
 import weightseal.loader._open as wopen
 from conftest import FIXED_DEK, make_checkpoint, same, sample_tensors
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 from safetensors.torch import load_file
 from weightseal.loader import (
@@ -60,6 +60,9 @@ def _rand(dtype: torch.dtype, shape: tuple[int, ...], seed: int) -> torch.Tensor
     alloc=st.sampled_from(["tensor", "shard"]),
     seed=st.integers(0, 2**16),
 )
+# found by hypothesis in CI: an empty tensor in a shard-buffer load
+@example(specs=[(torch.int16, [0])], shards=1, chunk_shift=12, conceal=False, alloc="shard", seed=0)
+@example(specs=[(torch.float32, [0]), (torch.bfloat16, [3, 0])], shards=1, chunk_shift=12, conceal=True, alloc="shard", seed=1)
 def test_roundtrip_property(specs: list[tuple[torch.dtype, list[int]]], shards: int, chunk_shift: int,
                             conceal: bool, alloc: str, seed: int) -> None:
     tensors = {f"t{i}": _rand(dt, tuple(shape), seed + i) for i, (dt, shape) in enumerate(specs)}
