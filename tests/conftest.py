@@ -11,6 +11,18 @@ import pytest
 
 pytest_plugins = ["_openbao"]
 
+try:  # CI (CI=true) runs the property tests derandomized, so a run is reproducible; locally
+    # they keep exploring new examples (and a failure they find becomes an explicit @example).
+    import os
+
+    from hypothesis import settings as _hsettings
+
+    _hsettings.register_profile("ci", derandomize=True, print_blob=True)
+    if os.environ.get("CI"):
+        _hsettings.load_profile("ci")
+except ImportError:  # pragma: no cover - hypothesis is a dev dependency
+    pass
+
 TESTS = Path(__file__).resolve().parent
 DATA = TESTS / "data"
 
