@@ -114,7 +114,7 @@ class SnpClaims(_ClaimsBase):
     launch_tcb: SnpTcb
     platform_info: int
     author_key_en: bool
-    mask_chip_id: bool
+    mask_chip_id: bool  # CHIP_ID is all zeros (the host set MASK_CHIP_ID)
     report_data: bytes  # 64
     measurement: bytes  # 48
     host_data: bytes  # 32
