@@ -19,6 +19,17 @@ from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtensionOID, SignatureAlgorithmOID
 
+from ._der import (
+    TAG_OCTET_STRING,
+    TAG_OID,
+    TAG_SEQUENCE,
+    DerError,
+    Tlv,
+    certificate_tlvs,
+    decode_oid,
+    read_children,
+    read_tlv,
+)
 from ._errors import CertificateChainError
 
 __all__ = [
@@ -108,15 +119,8 @@ def strict_certificate_der(der: bytes, reason: str) -> None:
     tolerates a non-zero unused-bits count in the signature BIT STRING, which would make one
     certificate encodable in several ways; refuse that."""
     try:
-        tag, s, e = _der_read(der, 0, len(der))
-        if tag != 0x30 or e != len(der):
-            raise _DerError("not one SEQUENCE")
-        kids = _der_children(der, s, e)
-        if [k[0] for k in kids] != [0x30, 0x30, 0x03]:
-            raise _DerError("bad Certificate structure")
-        if kids[2][2] - kids[2][1] < 2 or der[kids[2][1]] != 0:
-            raise _DerError("signature BIT STRING has unused bits")
-    except _DerError as exc:
+        certificate_tlvs(der, nonempty_signature=True)
+    except DerError as exc:
         raise CertificateChainError(f"non-canonical certificate encoding: {exc}", reason=reason) from None
 
 
@@ -263,95 +267,47 @@ def check_validity(certs: Sequence[x509.Certificate], now: datetime, *, reason: 
             )
 
 
-# ------------------------------------------------------------------ minimal DER reader
+# ------------------------------------------------------------------ FWID extension (DER)
+
+# The DICE extensions are small; more elements than this in one constructed value is an error.
+_MAX_FWID_ELEMENTS = 64
 
 
-class _DerError(Exception):
-    pass
+def _children(buf: bytes, parent: Tlv) -> list[Tlv]:
+    return read_children(buf, parent, max_children=_MAX_FWID_ELEMENTS)
 
 
-def _der_read(buf: bytes, pos: int, end: int) -> tuple[int, int, int]:
-    """Read one TLV at ``pos``; returns (tag, content_start, content_end).  Definite lengths only."""
-    if pos + 2 > end:
-        raise _DerError("truncated")
-    tag = buf[pos]
-    if tag & 0x1F == 0x1F:
-        raise _DerError("high tag numbers unsupported")
-    first = buf[pos + 1]
-    pos += 2
-    if first < 0x80:
-        length = first
-    else:
-        n = first & 0x7F
-        if n == 0 or n > 3 or pos + n > end:
-            raise _DerError("bad length")
-        length = int.from_bytes(buf[pos : pos + n], "big")
-        if length < 0x80 or buf[pos] == 0:
-            raise _DerError("non-minimal length")
-        pos += n
-    if pos + length > end:
-        raise _DerError("length past end")
-    return tag, pos, pos + length
-
-
-def _der_children(buf: bytes, start: int, end: int) -> list[tuple[int, int, int]]:
-    out = []
-    pos = start
-    while pos < end:
-        tag, s, e = _der_read(buf, pos, end)
-        out.append((tag, s, e))
-        pos = e
-        if len(out) > 64:
-            raise _DerError("too many elements")
-    return out
-
-
-def _decode_oid(body: bytes) -> str:
-    if not body or body[-1] & 0x80:
-        raise _DerError("bad OID")
-    arcs: list[int] = []
-    val = 0
-    for b in body:
-        val = (val << 7) | (b & 0x7F)
-        if not b & 0x80:
-            arcs.append(val)
-            val = 0
-    first = arcs[0]
-    head = [min(first // 40, 2), first - 40 * min(first // 40, 2)]
-    return ".".join(str(a) for a in head + arcs[1:])
-
-
-def _fwid_from_pair(buf: bytes, start: int, end: int) -> bytes:
+def _fwid_from_pair(buf: bytes, pair: Tlv) -> bytes:
     """FWID ::= SEQUENCE { hashAlg OBJECT IDENTIFIER, digest OCTET STRING }"""
-    kids = _der_children(buf, start, end)
-    if len(kids) != 2 or kids[0][0] != 0x06 or kids[1][0] != 0x04:
-        raise _DerError("FWID is not SEQUENCE { OID, OCTET STRING }")
-    oid = _decode_oid(buf[kids[0][1] : kids[0][2]])
-    digest = buf[kids[1][1] : kids[1][2]]
+    kids = _children(buf, pair)
+    if len(kids) != 2 or kids[0].tag != TAG_OID or kids[1].tag != TAG_OCTET_STRING:
+        raise DerError("FWID is not SEQUENCE { OID, OCTET STRING }")
+    oid = decode_oid(kids[0].value(buf))
+    digest = kids[1].value(buf)
     want = _HASH_OIDS.get(oid)
     if want is None or len(digest) != want:
-        raise _DerError("FWID hash algorithm unsupported or digest length wrong")
+        raise DerError("FWID hash algorithm unsupported or digest length wrong")
     return bytes(digest)
 
 
 def _parse_fwid_extension(value: bytes, oid: x509.ObjectIdentifier) -> bytes:
-    tag, s, e = _der_read(value, 0, len(value))
-    if tag != 0x30 or e != len(value):
-        raise _DerError("extension is not one SEQUENCE")
-    kids = _der_children(value, s, e)
+    top = read_tlv(value, 0)
+    if top.tag != TAG_SEQUENCE or top.end != len(value):
+        raise DerError("extension is not one SEQUENCE")
+    kids = _children(value, top)
     # DICE TcbInfo: [6] IMPLICIT FWIDLIST (constructed context tag 6 = 0xA6).
-    for ktag, ks, ke in kids:
-        if ktag == 0xA6:
-            fwids = _der_children(value, ks, ke)
-            if not fwids or fwids[0][0] != 0x30:
-                raise _DerError("empty FWID list")
-            return _fwid_from_pair(value, fwids[0][1], fwids[0][2])
+    for kid in kids:
+        if kid.tag == 0xA6:
+            fwids = _children(value, kid)
+            if not fwids or fwids[0].tag != TAG_SEQUENCE:
+                raise DerError("empty FWID list")
+            return _fwid_from_pair(value, fwids[0])
     if oid == OID_DICE_TCBINFO:
-        raise _DerError("TcbInfo without fwids")
+        raise DerError("TcbInfo without fwids")
     # Hopper layout: the last element is the FWID pair (NVIDIA takes the last 48 bytes).
-    if not kids or kids[-1][0] != 0x30 or kids[-1][2] != len(value):
-        raise _DerError("no trailing FWID")
-    return _fwid_from_pair(value, kids[-1][1], kids[-1][2])
+    if not kids or kids[-1].tag != TAG_SEQUENCE or kids[-1].end != len(value):
+        raise DerError("no trailing FWID")
+    return _fwid_from_pair(value, kids[-1])
 
 
 def extract_fwid(cert: x509.Certificate, *, prefer_tcbinfo: bool, reason: str) -> bytes:
@@ -369,7 +325,7 @@ def extract_fwid(cert: x509.Certificate, *, prefer_tcbinfo: bool, reason: str) -
             raise CertificateChainError("FWID extension has an unexpected type", reason=reason)
         try:
             return _parse_fwid_extension(val.value, oid)
-        except (_DerError, IndexError) as exc:
+        except (DerError, IndexError) as exc:
             raise CertificateChainError(f"malformed FWID extension: {exc}", reason=reason) from None
     raise CertificateChainError("FWID extension not found in the signing certificate", reason=reason)
 

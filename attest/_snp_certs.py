@@ -356,9 +356,9 @@ def _decode_hwid(value: bytes | None, want: int) -> bytes | None:
         t = read_tlv(value, 0)
     except X509Error:
         return None
-    if t.tag != 0x04 or t.end != len(value) or t.content_len != want:
+    if t.tag != 0x04 or t.end != len(value) or t.value_len != want:
         return None
-    return value[t.content_start : t.end]
+    return t.value(value)
 
 
 def _decode_leaf_extensions(

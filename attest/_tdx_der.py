@@ -1,10 +1,10 @@
-"""A small, strict, bounds-checked DER reader for the Intel TDX verifier.
+"""DER pieces of the Intel TDX verifier, on top of the shared reader in ``_der``.
 
-Used for two things only:
   * the outer ``Certificate ::= SEQUENCE { tbsCertificate, signatureAlgorithm, signatureValue }``
-    structure of every certificate in a PCK or collateral chain, so that every byte of a
-    certificate is either signed (TBS), compared with a fixed encoding (algorithm identifier)
-    or verified (signature; BIT STRING with zero unused bits);
+    structure of every certificate in a PCK or collateral chain (``split_certificate``, re-
+    exported from ``_der``), so that every byte of a certificate is either signed (TBS),
+    compared with a fixed encoding (algorithm identifier) or verified (signature; BIT STRING
+    with zero unused bits);
   * the Intel SGX PCK certificate extension ``1.2.840.113741.1.13.1`` (PPID, TCB, PCE-ID,
     FMSPC, SGX type, ...), see Intel "SGX PCK Certificate and CRL Profile".
 
@@ -16,11 +16,30 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from ._der import (
+    TAG_BOOLEAN,
+    TAG_ENUMERATED,
+    TAG_INTEGER,
+    TAG_OCTET_STRING,
+    TAG_OID,
+    TAG_SEQUENCE,
+    CertificateParts,
+    DerError,
+    Tlv,
+    decode_uint,
+    encode_oid,
+    read_children,
+    read_single,
+    read_tlv,
+    split_certificate,
+)
+
 __all__ = [
     "DerError",
     "Tlv",
     "read_tlv",
     "read_children",
+    "read_single",
     "encode_oid",
     "decode_uint",
     "CertificateParts",
@@ -32,162 +51,9 @@ __all__ = [
     "ECDSA_WITH_SHA256_ALGID",
 ]
 
-TAG_BOOLEAN = 0x01
-TAG_INTEGER = 0x02
-TAG_BIT_STRING = 0x03
-TAG_OCTET_STRING = 0x04
-TAG_OID = 0x06
-TAG_ENUMERATED = 0x0A
-TAG_SEQUENCE = 0x30
-
-# Hard cap on nesting/element counts: nothing legitimate in a certificate comes close.
-_MAX_CHILDREN = 4096
-
-
-class DerError(Exception):
-    """Malformed DER (internal; translated by the caller)."""
-
-
-@dataclass(frozen=True)
-class Tlv:
-    tag: int
-    start: int  # offset of the tag byte
-    value_start: int
-    end: int  # offset one past the value
-
-    def value(self, buf: bytes) -> bytes:
-        return buf[self.value_start : self.end]
-
-    def raw(self, buf: bytes) -> bytes:
-        return buf[self.start : self.end]
-
-
-def read_tlv(buf: bytes, off: int, limit: int | None = None) -> Tlv:
-    """Read one TLV starting at ``off``; the whole element must end at or before ``limit``."""
-    end_limit = len(buf) if limit is None else limit
-    if end_limit > len(buf) or off < 0 or off + 2 > end_limit:
-        raise DerError("truncated TLV header")
-    tag = buf[off]
-    if tag & 0x1F == 0x1F:
-        raise DerError("high tag numbers are not supported")
-    first = buf[off + 1]
-    pos = off + 2
-    if first < 0x80:
-        length = first
-    elif first == 0x80:
-        raise DerError("indefinite length is not DER")
-    else:
-        n = first & 0x7F
-        if n > 4:
-            raise DerError("length too long")
-        if pos + n > end_limit:
-            raise DerError("truncated length")
-        length_bytes = buf[pos : pos + n]
-        if length_bytes[0] == 0:
-            raise DerError("non-minimal length")
-        length = int.from_bytes(length_bytes, "big")
-        if length < 0x80:
-            raise DerError("non-minimal length")
-        pos += n
-    if pos + length > end_limit:
-        raise DerError("value runs past its container")
-    return Tlv(tag, off, pos, pos + length)
-
-
-def read_children(buf: bytes, parent: Tlv) -> list[Tlv]:
-    """All TLVs inside a constructed element; they must fill it exactly."""
-    if not parent.tag & 0x20:
-        raise DerError("not a constructed element")
-    out: list[Tlv] = []
-    pos = parent.value_start
-    while pos < parent.end:
-        if len(out) >= _MAX_CHILDREN:
-            raise DerError("too many elements")
-        t = read_tlv(buf, pos, parent.end)
-        out.append(t)
-        pos = t.end
-    return out
-
-
-def read_single(buf: bytes) -> Tlv:
-    """Exactly one TLV filling ``buf``."""
-    t = read_tlv(buf, 0)
-    if t.end != len(buf):
-        raise DerError("trailing bytes after DER element")
-    return t
-
-
-def encode_oid(dotted: str) -> bytes:
-    """DER content octets of an OBJECT IDENTIFIER (for comparisons)."""
-    parts = [int(p) for p in dotted.split(".")]
-    if len(parts) < 2:
-        raise ValueError("OID needs two arcs")
-    arcs = [parts[0] * 40 + parts[1], *parts[2:]]
-    out = bytearray()
-    for arc in arcs:
-        chunk = [arc & 0x7F]
-        arc >>= 7
-        while arc:
-            chunk.append(0x80 | (arc & 0x7F))
-            arc >>= 7
-        out.extend(reversed(chunk))
-    return bytes(out)
-
-
-def decode_uint(value: bytes, max_value: int) -> int:
-    """A non-negative, minimally encoded INTEGER/ENUMERATED content, at most ``max_value``."""
-    if not value:
-        raise DerError("empty integer")
-    if value[0] & 0x80:
-        raise DerError("negative integer")
-    if len(value) > 1 and value[0] == 0 and not value[1] & 0x80:
-        raise DerError("non-minimal integer")
-    n = int.from_bytes(value, "big")
-    if n > max_value:
-        raise DerError("integer out of range")
-    return n
-
-
 # AlgorithmIdentifier { ecdsa-with-SHA256 } (parameters absent), the only algorithm Intel's
 # SGX/TDX PKI uses.
 ECDSA_WITH_SHA256_ALGID = bytes([0x30, 0x0A, 0x06, 0x08]) + encode_oid("1.2.840.10045.4.3.2")
-
-
-@dataclass(frozen=True)
-class CertificateParts:
-    tbs: bytes  # the exact signed bytes (tag and length included)
-    algorithm: bytes  # outer signatureAlgorithm, full TLV
-    tbs_algorithm: bytes  # signature field inside the TBS, full TLV
-    signature: bytes  # BIT STRING content after the unused-bits octet
-
-
-def split_certificate(der: bytes) -> CertificateParts:
-    cert = read_single(der)
-    if cert.tag != TAG_SEQUENCE:
-        raise DerError("certificate is not a SEQUENCE")
-    kids = read_children(der, cert)
-    if len(kids) != 3:
-        raise DerError("certificate must have 3 elements")
-    tbs, alg, sig = kids
-    if tbs.tag != TAG_SEQUENCE or alg.tag != TAG_SEQUENCE or sig.tag != TAG_BIT_STRING:
-        raise DerError("certificate element types")
-    sig_value = sig.value(der)
-    if not sig_value or sig_value[0] != 0:
-        raise DerError("signature BIT STRING must have 0 unused bits")
-    tbs_kids = read_children(der, tbs)
-    # TBSCertificate: [0] version (optional, explicit), serialNumber, signature, ...
-    idx = 1 if tbs_kids and tbs_kids[0].tag == 0xA0 else 0
-    if len(tbs_kids) < idx + 2 or tbs_kids[idx].tag != TAG_INTEGER:
-        raise DerError("TBS structure")
-    tbs_alg = tbs_kids[idx + 1]
-    if tbs_alg.tag != TAG_SEQUENCE:
-        raise DerError("TBS signature algorithm")
-    return CertificateParts(
-        tbs=tbs.raw(der),
-        algorithm=alg.raw(der),
-        tbs_algorithm=tbs_alg.raw(der),
-        signature=sig_value[1:],
-    )
 
 
 # ---------------------------------------------------------------------------------------------

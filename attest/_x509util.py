@@ -1,6 +1,7 @@
 """Small X.509 / DER helpers shared by the SEV-SNP verifier.
 
-Only what the verifiers need and with hard bounds: a DER TLV reader, certificate loading that
+Only what the verifiers need and with hard bounds: DER helpers on the shared reader in
+``_der`` (its ``DerError`` becomes ``X509Error`` here), certificate loading that
 accepts DER or PEM (one or many) and never lets a library exception escape, the outer-vs-inner
 signature-algorithm check RFC 5280 section 4.1.1.2 requires, and RSASSA-PSS verification with
 fixed parameters.  Every function raises only ``_X509Error`` (a plain internal exception) that
@@ -10,13 +11,26 @@ the calling verifier translates into its own typed error with its own reason cod
 from __future__ import annotations
 
 import warnings
-from dataclasses import dataclass
+from collections.abc import Iterator
+from contextlib import contextmanager
 
 from cryptography import x509
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec, padding, rsa
 from cryptography.utils import CryptographyDeprecationWarning
+
+from . import _der
+from ._der import (
+    TAG_IA5STRING,
+    TAG_INTEGER,
+    TAG_SEQUENCE,
+    CertificateParts,
+    DerError,
+    Tlv,
+    decode_uint,
+    split_certificate,
+)
 
 __all__ = [
     "X509Error",
@@ -47,49 +61,25 @@ class X509Error(Exception):
     """Internal: a certificate or DER structure is malformed or a signature does not verify."""
 
 
-@dataclass(frozen=True)
-class Tlv:
-    tag: int
-    start: int  # offset of the tag byte
-    content_start: int
-    end: int  # one past the last content byte
-
-    @property
-    def content_len(self) -> int:
-        return self.end - self.content_start
+@contextmanager
+def _der_errors() -> Iterator[None]:
+    """Translate the shared reader's ``DerError`` into ``X509Error``."""
+    try:
+        yield
+    except DerError as exc:
+        raise X509Error(f"DER: {exc}") from None
 
 
 def read_tlv(buf: bytes, off: int, limit: int | None = None) -> Tlv:
     """Read one DER TLV at ``off`` (single-byte tags, definite lengths up to 4 length bytes)."""
-    end_limit = len(buf) if limit is None else limit
-    if off < 0 or off + 2 > end_limit:
-        raise X509Error("DER: truncated header")
-    tag = buf[off]
-    if tag & 0x1F == 0x1F:
-        raise X509Error("DER: multi-byte tags not supported")
-    first = buf[off + 1]
-    pos = off + 2
-    if first < 0x80:
-        length = first
-    else:
-        n = first & 0x7F
-        if n == 0 or n > 4:
-            raise X509Error("DER: unsupported length form")
-        if pos + n > end_limit:
-            raise X509Error("DER: truncated length")
-        length = int.from_bytes(buf[pos : pos + n], "big")
-        if buf[pos] == 0 or length < 0x80:
-            raise X509Error("DER: non-minimal length")
-        pos += n
-    if pos + length > end_limit:
-        raise X509Error("DER: content runs past the end")
-    return Tlv(tag, off, pos, pos + length)
+    with _der_errors():
+        return _der.read_tlv(buf, off, limit)
 
 
 def der_total_length(buf: bytes) -> int:
     """Length of the DER SEQUENCE at offset 0 (header + content)."""
     t = read_tlv(buf, 0)
-    if t.tag != 0x30:
+    if t.tag != TAG_SEQUENCE:
         raise X509Error("DER: not a SEQUENCE")
     return t.end
 
@@ -185,45 +175,13 @@ def load_certificates(blob: bytes) -> list[tuple[bytes, x509.Certificate]]:
     return out
 
 
-@dataclass(frozen=True)
-class CertParts:
-    """Raw DER pieces of a certificate needed for strict signature checks."""
-
-    tbs: bytes
-    tbs_sig_alg: bytes  # AlgorithmIdentifier inside TBSCertificate
-    outer_sig_alg: bytes  # Certificate.signatureAlgorithm
-    signature: bytes  # BIT STRING content without the unused-bits byte
+CertParts = CertificateParts  # raw DER pieces of a certificate for strict signature checks
 
 
 def cert_parts(der: bytes) -> CertParts:
     """Walk Certificate ::= SEQUENCE { tbs, signatureAlgorithm, signatureValue } strictly."""
-    top = read_tlv(der, 0)
-    if top.tag != 0x30 or top.end != len(der):
-        raise X509Error("certificate: bad outer SEQUENCE")
-    tbs = read_tlv(der, top.content_start, top.end)
-    alg = read_tlv(der, tbs.end, top.end)
-    sig = read_tlv(der, alg.end, top.end)
-    if tbs.tag != 0x30 or alg.tag != 0x30 or sig.tag != 0x03 or sig.end != top.end:
-        raise X509Error("certificate: bad structure")
-    if sig.content_len < 2 or der[sig.content_start] != 0:
-        raise X509Error("certificate: bad signature BIT STRING")
-    # TBSCertificate ::= SEQUENCE { [0] version OPTIONAL, serialNumber, signature, ... }
-    pos = tbs.content_start
-    first = read_tlv(der, pos, tbs.end)
-    if first.tag == 0xA0:
-        pos = first.end
-        first = read_tlv(der, pos, tbs.end)
-    if first.tag != 0x02:
-        raise X509Error("certificate: missing serial number")
-    inner_alg = read_tlv(der, first.end, tbs.end)
-    if inner_alg.tag != 0x30:
-        raise X509Error("certificate: bad TBS signature algorithm")
-    return CertParts(
-        tbs=der[tbs.start : tbs.end],
-        tbs_sig_alg=der[inner_alg.start : inner_alg.end],
-        outer_sig_alg=der[alg.start : alg.end],
-        signature=der[sig.content_start + 1 : sig.end],
-    )
+    with _der_errors():
+        return split_certificate(der, nonempty_signature=True, whole_tbs=False)
 
 
 def verify_rsa_pss_sha384(issuer: x509.Certificate, der: bytes, cert: x509.Certificate) -> None:
@@ -233,7 +191,7 @@ def verify_rsa_pss_sha384(issuer: x509.Certificate, der: bytes, cert: x509.Certi
     certificate's two AlgorithmIdentifiers must be byte-identical and name RSASSA-PSS.
     """
     parts = cert_parts(der)
-    if parts.tbs_sig_alg != parts.outer_sig_alg:
+    if parts.tbs_algorithm != parts.algorithm:
         raise X509Error("certificate: outer and TBS signature algorithms differ")
     if cert.signature_algorithm_oid.dotted_string != OID_RSASSA_PSS:
         raise X509Error("certificate: not signed with RSASSA-PSS")
@@ -269,26 +227,20 @@ def verify_ecdsa(
 
 def der_small_uint(value: bytes, max_value: int = 255) -> int:
     """Decode a DER INTEGER (whole TLV) holding a small non-negative value."""
-    t = read_tlv(value, 0)
-    if t.tag != 0x02 or t.end != len(value) or t.content_len == 0 or t.content_len > 4:
-        raise X509Error("expected a small DER INTEGER")
-    content = value[t.content_start : t.end]
-    if content[0] & 0x80:
-        raise X509Error("negative INTEGER")
-    if len(content) > 1 and content[0] == 0 and not content[1] & 0x80:
-        raise X509Error("non-minimal INTEGER")
-    n = int.from_bytes(content, "big")
-    if n > max_value:
-        raise X509Error("INTEGER out of range")
-    return n
+    with _der_errors():
+        t = _der.read_single(value)
+        if t.tag != TAG_INTEGER or t.value_len > 4:
+            raise X509Error("expected a small DER INTEGER")
+        return decode_uint(t.value(value), max_value)
 
 
 def der_ia5string(value: bytes, max_len: int = 64) -> str:
     """Decode a DER IA5String TLV (printable ASCII only)."""
-    t = read_tlv(value, 0)
-    if t.tag != 0x16 or t.end != len(value) or t.content_len > max_len:
+    with _der_errors():
+        t = _der.read_single(value)
+    if t.tag != TAG_IA5STRING or t.value_len > max_len:
         raise X509Error("expected an IA5String")
-    raw = value[t.content_start : t.end]
+    raw = t.value(value)
     if any(b < 0x20 or b > 0x7E for b in raw):
         raise X509Error("IA5String has non-printable characters")
     return raw.decode("ascii")
