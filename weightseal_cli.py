@@ -57,13 +57,12 @@ def _extend_seal_parser(p: argparse.ArgumentParser) -> None:
     g.add_argument("--kms", metavar="HOST:PORT", default=None,
                    help="key service ADMIN address: creates a new model version and seals with its data key "
                         "(env WEIGHTSEAL_ADMIN_ADDRESS)")
-    g.add_argument("--tls-ca", metavar="FILE", default=os.environ.get("WEIGHTSEAL_ADMIN_CA"),
+    g.add_argument("--ca", "--tls-ca", dest="tls_ca", metavar="FILE", default=os.environ.get("WEIGHTSEAL_ADMIN_CA"),
                    help="CA certificate of the key service (env WEIGHTSEAL_ADMIN_CA)")
     g.add_argument("--cert", metavar="FILE", default=os.environ.get("WEIGHTSEAL_ADMIN_CERT"),
                    help="owner client certificate, mutual TLS (env WEIGHTSEAL_ADMIN_CERT)")
     g.add_argument("--key", metavar="FILE", default=os.environ.get("WEIGHTSEAL_ADMIN_KEY"),
                    help="owner client private key (env WEIGHTSEAL_ADMIN_KEY)")
-    g.add_argument("--insecure-dev", action="store_true", help="plaintext channel (development only)")
     for act in p._actions:
         if act.dest == "key_file":
             act.required = False
@@ -117,7 +116,7 @@ def seal_with_kms(src: str | os.PathLike[str], out: str | os.PathLike[str], *, m
 def _seal_kms_command(args: argparse.Namespace) -> int:
     from weightseal.kms import AdminClient
 
-    with AdminClient(args.kms, ca=args.tls_ca, cert=args.cert, key=args.key, insecure=bool(args.insecure_dev)) as c:
+    with AdminClient(args.kms, ca=args.tls_ca, cert=args.cert, key=args.key) as c:
         rep = seal_with_kms(args.src, args.out, model_id=args.model_id, admin=c, conceal_header=args.conceal_header,
                             chunk_size=args.chunk_size, workers=args.workers, progress=not args.quiet)
     print(f"sealed {rep.tensors} tensors in {len(rep.shards)} shard(s), {rep.plaintext_bytes / 1e9:.3f} GB "

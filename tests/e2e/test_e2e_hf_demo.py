@@ -83,7 +83,7 @@ def test_cli_seal_kms_and_load_kms(service: Service, tmp_path: Path, tee: Any, c
     cert, key = service.pki.owner
     out = tmp_path / "cli.sealed"
     rc = weightseal_cli.main(["seal", str(src), str(out), "--model-id", "cli-model", "--kms",
-                              service.server.admin_address, "--tls-ca", str(service.pki.ca), "--cert", str(cert),
+                              service.server.admin_address, "--ca", str(service.pki.ca), "--cert", str(cert),
                               "--key", str(key), "--quiet"])
     assert rc == 0
     assert "version 1 (assigned by the key service" in capsys.readouterr().out
