@@ -35,17 +35,19 @@ from ._manifest import (
     parse_manifest,
     read_manifest,
 )
+from ._mem import alloc_host, populate
 from ._pool import run_threads
 
 __all__ = ["load_sealed", "open_sealed", "verify_sealed", "unseal_checkpoint", "inspect_sealed", "SealedCheckpoint"]
 
 # Allocation strategy for CPU loads (measured with tests/benchmarks/bench_load.py, see FORMAT.md):
-#   "tensor"      one buffer per tensor from torch's allocator (no transparent-huge-page advice)
-#   "tensor_thp"  one numpy buffer per tensor (numpy advises MADV_HUGEPAGE for >= 4 MiB)
-#   "shard"       one numpy (THP-advised) buffer per shard; tensors are views into it
-#   "shard_nothp" one torch buffer per shard; tensors are views into it
-ALLOC_MODES = ("tensor", "tensor_thp", "shard", "shard_nothp")
-ALLOC_MODE = os.environ.get("WEIGHTSEAL_ALLOC", "tensor")
+#   "mapped"  one private anonymous mapping per tensor of at least _mem.MAP_THRESHOLD bytes (torch's
+#             allocator below that); each worker has the kernel populate the pages of the chunk it
+#             is about to decrypt (MADV_POPULATE_WRITE) instead of faulting them in one by one
+#   "tensor"  one buffer per tensor from torch's allocator; pages fault in on first write
+#   "shard"   one mapped buffer per shard, populated chunk by chunk; tensors are views into it
+ALLOC_MODES = ("mapped", "tensor", "shard")
+ALLOC_MODE = os.environ.get("WEIGHTSEAL_ALLOC", "mapped")
 # Test hooks: called with the list of buffers after they were zeroed on failure / with each
 # decrypted chunk index.  None in production.
 _WIPE_HOOK: Callable[[list[Any]], None] | None = None
@@ -134,14 +136,15 @@ class _Shard:
             return range(0)
         return range(begin // cs, -(-end // cs))
 
-    def mapping(self, populate: bool = False) -> mmap.mmap | None:
-        """Read-only shared mapping of the whole file (created once, thread-safe).  ``populate``
-        maps every page up front (whole-shard loads); subset loads fault in only their chunks."""
+    def mapping(self) -> mmap.mmap | None:
+        """Read-only shared mapping of the whole file (created once, thread-safe).  Pages are
+        faulted in by the workers as they read their chunks (the kernel maps 64 KiB of page cache
+        per fault), in parallel; pre-populating the whole mapping up front (MAP_POPULATE) was
+        measured slower, being serial.  Subset loads touch only their chunks."""
         with self._mm_lock:
             if self._mm is None and self.pre.data_len > 0:
-                flags = mmap.MAP_SHARED | (getattr(mmap, "MAP_POPULATE", 0) if populate else 0)
                 try:
-                    self._mm = mmap.mmap(self.fd, 0, flags=flags, prot=mmap.PROT_READ)
+                    self._mm = mmap.mmap(self.fd, 0, flags=mmap.MAP_SHARED, prot=mmap.PROT_READ)
                 except (OSError, ValueError):
                     raise IntegrityError() from None
             return self._mm
@@ -150,11 +153,13 @@ class _Shard:
         """Decrypt chunk i into dst (exactly the chunk's length), verifying its tag."""
         self.decrypt_chunk_scatter(i, [dst])
 
-    def decrypt_chunk_scatter(self, i: int, parts: Sequence[memoryview]) -> None:
+    def decrypt_chunk_scatter(self, i: int, parts: Sequence[memoryview],
+                              prefault: Sequence[np.ndarray | None] | None = None) -> None:
         """Decrypt chunk i straight into consecutive destination pieces (GCM is a stream mode,
         so a chunk that straddles tensors is scattered without an intermediate copy); the
-        pieces' lengths must add up to the chunk's.  The tag is verified at the end: on failure
-        the caller zeroes every piece."""
+        pieces' lengths must add up to the chunk's.  ``prefault[k]``, where given, is piece k as
+        an array in a mapping of its own: its pages are populated just before it is written.
+        The tag is verified at the end: on failure the caller zeroes every piece."""
         b, e = self.chunk_range(i)
         if sum(len(p) for p in parts) != e - b:
             raise IntegrityError()
@@ -172,8 +177,10 @@ class _Shard:
                 assert mm is not None
                 with memoryview(mm) as whole:
                     pos = self.pre.data_offset + b
-                    for p in parts:
+                    for k, p in enumerate(parts):
                         if len(p):
+                            if prefault is not None and (pf := prefault[k]) is not None:
+                                populate(pf)
                             with whole[pos:pos + len(p)] as ct:
                                 d.update_into(ct, p)
                             pos += len(p)
@@ -244,6 +251,7 @@ class _Target:
     begin: int
     end: int
     buf: Any  # numpy uint8 array (cpu) / device uint8 tensor (cuda) holding the tensor bytes
+    mapped: bool = False  # buf lies in a mapping of its own: populate its pages before writing
 
 
 def _byte_tensor(arr: np.ndarray, dt: torch.dtype, shape: tuple[int, ...]) -> torch.Tensor:
@@ -252,11 +260,11 @@ def _byte_tensor(arr: np.ndarray, dt: torch.dtype, shape: tuple[int, ...]) -> to
     return torch.from_numpy(arr).view(dt).reshape(shape)
 
 
-def _alloc_cpu(nbytes: int, mode: str | None = None) -> np.ndarray:
-    mode = mode or ALLOC_MODE
-    if mode.endswith("_thp") or mode == "shard":
-        return np.empty(nbytes, dtype=np.uint8)
-    return torch.empty(nbytes, dtype=torch.uint8).numpy()
+def _alloc_cpu(nbytes: int) -> tuple[np.ndarray, bool]:
+    """A fresh uint8 buffer and whether it is a mapping of its own (see ALLOC_MODE)."""
+    if ALLOC_MODE == "tensor":
+        return torch.empty(nbytes, dtype=torch.uint8).numpy(), False
+    return alloc_host(nbytes)
 
 
 def _plan(sh: _Shard, names: Iterable[str]) -> tuple[list[F.TensorInfo], list[int]]:
@@ -279,10 +287,8 @@ def _load_cpu(model: _Model, wanted: dict[_Shard, list[str]], workers: int) -> d
         for sh, names in wanted.items():
             infos, chunks = _plan(sh, names)
             full = len(infos) == len(sh.st.tensors)
-            if full:
-                sh.mapping(populate=True)
-            if ALLOC_MODE.startswith("shard") and full:
-                big = _alloc_cpu(sh.pre.data_len)
+            if ALLOC_MODE == "shard" and full:
+                big, big_mapped = _alloc_cpu(sh.pre.data_len)
                 owned.append(big)
                 bt = torch.from_numpy(big)
                 for t in infos:
@@ -295,15 +301,15 @@ def _load_cpu(model: _Model, wanted: dict[_Shard, list[str]], workers: int) -> d
                         copy_out.append((big, sh, t))
                 for i in chunks:
                     b, e = sh.chunk_range(i)
-                    tasks.append((sh, i, [_Target("", b, e, big[b:e])]))
+                    tasks.append((sh, i, [_Target("", b, e, big[b:e], big_mapped)]))
                 continue
             targets: list[_Target] = []
             for t in infos:
-                buf = _alloc_cpu(t.nbytes)
+                buf, mapped = _alloc_cpu(t.nbytes)
                 owned.append(buf)
                 out[t.name] = _byte_tensor(buf, sh.dtypes[t.name], t.shape)
                 if t.nbytes:
-                    targets.append(_Target(t.name, t.begin, t.end, buf))
+                    targets.append(_Target(t.name, t.begin, t.end, buf, mapped))
             targets.sort(key=lambda x: x.begin)
             ti = 0
             for i in chunks:  # ascending
@@ -315,12 +321,12 @@ def _load_cpu(model: _Model, wanted: dict[_Shard, list[str]], workers: int) -> d
                 while k < len(targets) and targets[k].begin < e:
                     tg = targets[k]
                     lo, hi = max(b, tg.begin), min(e, tg.end)
-                    ov.append(_Target(tg.name, lo, hi, tg.buf[lo - tg.begin:hi - tg.begin]))
+                    ov.append(_Target(tg.name, lo, hi, tg.buf[lo - tg.begin:hi - tg.begin], tg.mapped))
                     k += 1
                 tasks.append((sh, i, ov))
         _decrypt_tasks(tasks, workers)
         for big, sh, t in copy_out:
-            buf = _alloc_cpu(t.nbytes)
+            buf, _ = _alloc_cpu(t.nbytes)
             owned.append(buf)
             np.copyto(buf, big[t.begin:t.end])
             out[t.name] = _byte_tensor(buf, sh.dtypes[t.name], t.shape)
@@ -350,15 +356,19 @@ def _decrypt_tasks(tasks: list[tuple[_Shard, int, list[_Target]]], workers: int)
         sh, i, ov = task
         b, e = sh.chunk_range(i)
         parts: list[memoryview] = []
+        prefault: list[np.ndarray | None] = []
         pos = b
         for tg in ov:
             if tg.begin > pos:
                 parts.append(_scratch(state, pos - b, tg.begin - b))
+                prefault.append(None)
             parts.append(tg.buf.data.cast("B"))
+            prefault.append(tg.buf if tg.mapped else None)
             pos = tg.end
         if pos < e:
             parts.append(_scratch(state, pos - b, e - b))
-        sh.decrypt_chunk_scatter(i, parts)
+            prefault.append(None)
+        sh.decrypt_chunk_scatter(i, parts, prefault)
 
     def _scratch(state: dict[str, Any], lo: int, hi: int) -> memoryview:
         sc = state.get("scratch")

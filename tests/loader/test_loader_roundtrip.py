@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pytest
 import torch
+import weightseal.loader._mem as wmem
 import weightseal.loader._open as wopen
 from conftest import FIXED_DEK, make_checkpoint, same, sample_tensors
 from hypothesis import HealthCheck, example, given, settings
@@ -57,7 +58,7 @@ def _rand(dtype: torch.dtype, shape: tuple[int, ...], seed: int) -> torch.Tensor
     shards=st.integers(1, 3),
     chunk_shift=st.integers(12, 14),
     conceal=st.booleans(),
-    alloc=st.sampled_from(["tensor", "shard"]),
+    alloc=st.sampled_from(["mapped", "tensor", "shard"]),
     seed=st.integers(0, 2**16),
 )
 # found by hypothesis in CI: an empty tensor in a shard-buffer load
@@ -67,8 +68,9 @@ def test_roundtrip_property(specs: list[tuple[torch.dtype, list[int]]], shards: 
                             conceal: bool, alloc: str, seed: int) -> None:
     tensors = {f"t{i}": _rand(dt, tuple(shape), seed + i) for i, (dt, shape) in enumerate(specs)}
     shards = min(shards, len(tensors))
-    old = wopen.ALLOC_MODE
+    old, old_threshold = wopen.ALLOC_MODE, wmem.MAP_THRESHOLD
     wopen.ALLOC_MODE = alloc
+    wmem.MAP_THRESHOLD = 1  # every non-empty buffer gets a mapping of its own (small tensors here)
     key = DataKey(FIXED_DEK)
     try:
         with tempfile.TemporaryDirectory() as d:
@@ -89,7 +91,7 @@ def test_roundtrip_property(specs: list[tuple[torch.dtype, list[int]]], shards: 
             for f in src.iterdir():
                 assert (root / "plain" / f.name).read_bytes() == f.read_bytes()
     finally:
-        wopen.ALLOC_MODE = old
+        wopen.ALLOC_MODE, wmem.MAP_THRESHOLD = old, old_threshold
         key.wipe()
 
 

@@ -14,6 +14,7 @@ import numpy as np
 import pytest
 import torch
 import weightseal.loader._format as F
+import weightseal.loader._mem as wmem
 import weightseal.loader._open as wopen
 from conftest import FIXED_DEK, make_checkpoint, sample_tensors
 from weightseal.loader import DataKey, IntegrityError, load_sealed, seal_checkpoint, verify_sealed
@@ -312,15 +313,17 @@ def test_concealed_model_tamper(tmp_path: Path, pristine: Path) -> None:
     _assert_fails(d)
 
 
+@pytest.mark.parametrize("alloc", ["mapped", "tensor"])
 @pytest.mark.parametrize("where", ["late_chunk", "late_shard"])
-def test_failure_zeroes_decrypted_buffers(model: Path, where: str, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_failure_zeroes_decrypted_buffers(model: Path, where: str, alloc: str, monkeypatch: pytest.MonkeyPatch) -> None:
     """Corrupt a late chunk so earlier chunks were already decrypted: every buffer is zeroed."""
     shard = SHARD1 if where == "late_chunk" else SHARD2
     L = _layout(model / shard)
     _flip(model / shard, L["size"] - 1)
     seen: list[list[Any]] = []
     monkeypatch.setattr(wopen, "_WIPE_HOOK", lambda bufs: seen.append(list(bufs)))
-    monkeypatch.setattr(wopen, "ALLOC_MODE", "tensor")
+    monkeypatch.setattr(wopen, "ALLOC_MODE", alloc)
+    monkeypatch.setattr(wmem, "MAP_THRESHOLD", 1)
     decrypted: list[int] = []
     monkeypatch.setattr(wopen, "_DECRYPT_HOOK", lambda s, i: decrypted.append(i))
     with pytest.raises(IntegrityError):
@@ -339,6 +342,7 @@ def test_failure_zeroes_shard_mode_buffer(model: Path, monkeypatch: pytest.Monke
     seen: list[list[Any]] = []
     monkeypatch.setattr(wopen, "_WIPE_HOOK", lambda bufs: seen.append(list(bufs)))
     monkeypatch.setattr(wopen, "ALLOC_MODE", "shard")
+    monkeypatch.setattr(wmem, "MAP_THRESHOLD", 1)
     with pytest.raises(IntegrityError):
         load_sealed(model, DataKey(FIXED_DEK), workers=2)
     assert len(seen) == 1 and seen[0] and all(not np.asarray(b).any() for b in seen[0])
