@@ -10,7 +10,7 @@ the 2-core CI VM (32 MiB buffers, 2 threads): 0.12 s/GiB warm and 0.35-0.40 s/Gi
 0.19-0.23 and 0.6-0.9 s/GiB for touching the same memory page by page (torch's own parallel fill
 included).  Transparent huge pages were measured too and rejected: twice as fast again when the
 kernel hands out warm 2 MiB blocks, but on this VM it mostly hands out blocks the host has taken
-back, and those populate 3-20x slower.  See FORMAT.md, "Loading speed".
+back, and those populate 3-20x slower.  See FORMAT.md, "Loading: memory and threads".
 
 The mappings are marked ``MADV_DONTDUMP``: decrypted weights never land in a core dump.
 
