@@ -36,7 +36,7 @@ from ._manifest import (
     read_manifest,
 )
 from ._mem import alloc_host, populate
-from ._pool import run_threads
+from ._pool import BatchPool, run_threads
 
 __all__ = ["load_sealed", "open_sealed", "verify_sealed", "unseal_checkpoint", "inspect_sealed", "SealedCheckpoint"]
 
@@ -432,6 +432,7 @@ def _load_ring(model: _Model, wanted: dict[_Shard, list[str]], workers: int, cop
     events: list[Any] = []
     device_bufs: list[torch.Tensor] = []
     out: dict[str, torch.Tensor] = {}
+    pool = BatchPool(workers)
     try:
         for sh, names in wanted.items():
             for n in names:
@@ -461,11 +462,11 @@ def _load_ring(model: _Model, wanted: dict[_Shard, list[str]], workers: int, cop
                 slot = ring[s]
                 smv = slot.numpy().data.cast("B")
 
-                def fn(_: Any, i: int, sh: _Shard = sh, base: int = base, smv: memoryview = smv) -> None:
+                def fn(i: int, sh: _Shard = sh, base: int = base, smv: memoryview = smv) -> None:
                     b, e = sh.chunk_range(i)
                     sh.decrypt_chunk_into(i, smv[b - base:e - base])
 
-                run_threads(batch, workers, fn, lambda: None, lambda s_: None)
+                pool.run(batch, fn)
                 end = sh.chunk_range(batch[-1])[1]
                 for tb, te, tensor in targets:
                     lo, hi = max(tb, base), min(te, end)
@@ -485,6 +486,8 @@ def _load_ring(model: _Model, wanted: dict[_Shard, list[str]], workers: int, cop
         finally:
             _wipe(list(device_bufs) + list(ring))
         raise
+    finally:
+        pool.close()
 
 
 def _dev_bytes(t: torch.Tensor) -> torch.Tensor:

@@ -139,3 +139,69 @@ def test_cuda_load_tamper(sealed_model: tuple[Path, Path, dict[str, torch.Tensor
     p.write_bytes(bytes(b))
     with pytest.raises(IntegrityError):
         load_sealed(out, DataKey(FIXED_DEK), device="cuda:0")
+
+
+def test_ring_decrypts_on_persistent_threads(sealed_model: tuple[Path, Path, dict[str, torch.Tensor]],
+                                             monkeypatch: pytest.MonkeyPatch) -> None:
+    """One pool for the whole load, not new threads per slot-sized batch."""
+    import threading
+
+    _, out, tensors = sealed_model
+    seen: set[threading.Thread] = set()
+    batches = 0
+    real = wopen._Shard.decrypt_chunk_into
+
+    def spy(self: Any, i: int, dst: memoryview) -> None:
+        seen.add(threading.current_thread())
+        real(self, i, dst)
+
+    monkeypatch.setattr(wopen._Shard, "decrypt_chunk_into", spy)
+    real_record = FakeCopier.record
+
+    def count(self: FakeCopier) -> Any:
+        nonlocal batches
+        batches += 1
+        return real_record(self)
+
+    monkeypatch.setattr(FakeCopier, "record", count)
+    got, _ = _run(out, slots=2, slot_bytes=8192)  # two chunks per batch, so both workers run
+    assert all(same(got[n], t) for n, t in tensors.items())
+    assert batches >= 4 and 1 <= len(seen) <= 2 and threading.main_thread() not in seen
+
+
+def test_batch_pool_reraises_only_after_every_task_stopped() -> None:
+    import threading
+    import time
+
+    from weightseal.loader._pool import BatchPool
+
+    started: list[int] = []
+    finished: list[int] = []
+    lock = threading.Lock()
+
+    def fn(t: int) -> None:
+        with lock:
+            started.append(t)
+        if t == 0:
+            time.sleep(0.02)  # let the others start
+            raise IntegrityError()
+        time.sleep(0.1)
+        with lock:
+            finished.append(t)
+
+    with BatchPool(3) as pool:
+        with pytest.raises(IntegrityError):
+            pool.run([0, 1, 2, 3, 4, 5], fn)
+        # every task that had started had finished before the error surfaced (nothing still
+        # writing), and tasks not yet started were cancelled
+        with lock:
+            assert sorted(started) == [0] + sorted(finished) and len(finished) >= 1
+            assert len(started) < 6
+        started.clear()
+        finished.clear()
+        pool.run([6, 7], fn)  # the pool is still usable
+        assert sorted(finished) == [6, 7]
+    with BatchPool(1) as single:  # one worker: runs inline, in order
+        order: list[int] = []
+        single.run([8, 9, 10], order.append)
+        assert order == [8, 9, 10]
