@@ -279,7 +279,9 @@ def _plan(sh: _Shard, names: Iterable[str]) -> tuple[list[F.TensorInfo], list[in
 
 
 def _load_cpu(model: _Model, wanted: dict[_Shard, list[str]], workers: int) -> dict[str, torch.Tensor]:
-    owned: list[Any] = []  # every buffer that may hold plaintext
+    owned: list[Any] = []  # every buffer allocated for the output
+    unmapped: list[Any] = []  # those that may hold plaintext anywhere (torch-allocated)
+    touched: list[np.ndarray] = []  # pieces of mapped buffers a worker may have written
     out: dict[str, torch.Tensor] = {}
     tasks: list[tuple[_Shard, int, list[_Target]]] = []
     copy_out: list[tuple[np.ndarray, _Shard, F.TensorInfo]] = []  # "shard" mode, misaligned tensors
@@ -290,6 +292,8 @@ def _load_cpu(model: _Model, wanted: dict[_Shard, list[str]], workers: int) -> d
             if ALLOC_MODE == "shard" and full:
                 big, big_mapped = _alloc_cpu(sh.pre.data_len)
                 owned.append(big)
+                if not big_mapped:
+                    unmapped.append(big)
                 bt = torch.from_numpy(big)
                 for t in infos:
                     dt = sh.dtypes[t.name]
@@ -307,6 +311,8 @@ def _load_cpu(model: _Model, wanted: dict[_Shard, list[str]], workers: int) -> d
             for t in infos:
                 buf, mapped = _alloc_cpu(t.nbytes)
                 owned.append(buf)
+                if not mapped:
+                    unmapped.append(buf)
                 out[t.name] = _byte_tensor(buf, sh.dtypes[t.name], t.shape)
                 if t.nbytes:
                     targets.append(_Target(t.name, t.begin, t.end, buf, mapped))
@@ -324,30 +330,36 @@ def _load_cpu(model: _Model, wanted: dict[_Shard, list[str]], workers: int) -> d
                     ov.append(_Target(tg.name, lo, hi, tg.buf[lo - tg.begin:hi - tg.begin], tg.mapped))
                     k += 1
                 tasks.append((sh, i, ov))
-        _decrypt_tasks(tasks, workers)
+        _decrypt_tasks(tasks, workers, touched)
         for big, sh, t in copy_out:
             buf, _ = _alloc_cpu(t.nbytes)
             owned.append(buf)
+            unmapped.append(buf)  # written in full below
             np.copyto(buf, big[t.begin:t.end])
             out[t.name] = _byte_tensor(buf, sh.dtypes[t.name], t.shape)
         return out
     except BaseException:
         out.clear()
-        _wipe(owned)
+        # A mapped buffer holds plaintext only where a worker wrote; its other pages were never
+        # touched and read as zero.  Zeroing just the written pieces keeps a failed load of a
+        # large model from allocating the whole model's memory merely to zero it.
+        _wipe(unmapped + touched, report=owned)
         raise
 
 
-def _wipe(owned: list[Any]) -> None:
-    for b in owned:
+def _wipe(bufs: list[Any], report: list[Any] | None = None) -> None:
+    for b in bufs:
         _zero(b)
     if _WIPE_HOOK is not None:
-        _WIPE_HOOK(owned)
+        _WIPE_HOOK(bufs if report is None else report)
 
 
-def _decrypt_tasks(tasks: list[tuple[_Shard, int, list[_Target]]], workers: int) -> None:
+def _decrypt_tasks(tasks: list[tuple[_Shard, int, list[_Target]]], workers: int,
+                   touched: list[np.ndarray]) -> None:
     """Each task: (shard, chunk index, targets overlapping the chunk in ascending order).  Bytes
     of the chunk that no target wants (subset loads) are decrypted into a per-thread scratch
-    buffer, which is zeroed afterwards."""
+    buffer, which is zeroed afterwards.  Every piece of a mapped buffer is appended to
+    ``touched`` before anything is written to it."""
     max_chunk = max((sh.chunk_size for sh, _, _ in tasks), default=0)
     scratch_all: list[bytearray] = []
     slock = threading.Lock()
@@ -363,7 +375,11 @@ def _decrypt_tasks(tasks: list[tuple[_Shard, int, list[_Target]]], workers: int)
                 parts.append(_scratch(state, pos - b, tg.begin - b))
                 prefault.append(None)
             parts.append(tg.buf.data.cast("B"))
-            prefault.append(tg.buf if tg.mapped else None)
+            if tg.mapped:
+                touched.append(tg.buf)  # list.append is atomic
+                prefault.append(tg.buf)
+            else:
+                prefault.append(None)
             pos = tg.end
         if pos < e:
             parts.append(_scratch(state, pos - b, e - b))

@@ -197,3 +197,38 @@ def test_transient_populate_failure_keeps_the_fast_path(monkeypatch: pytest.Monk
     assert wmem.fast_path_available()
     arr[:PAGE] = 7  # the page simply faults in on write
     assert int(arr[:PAGE].sum()) == 7 * PAGE
+
+
+def test_failed_load_zeroes_what_it_wrote_without_allocating_the_rest(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A failure late in shard 1 (one worker, chunks in order): the written pieces of "a" are
+    zeroed; "c" (shard 2) was never written, and wiping it must not allocate its pages."""
+    from weightseal.loader import IntegrityError
+
+    out, tensors = _big_model(tmp_path)
+    shard1 = sorted(out.glob("*.sealed"))[0]
+    raw = bytearray(shard1.read_bytes())
+    raw[-1] ^= 0x01  # last chunk of shard 1
+    shard1.write_bytes(bytes(raw))
+    seen: dict[str, tuple[int, int, bool]] = {}
+
+    def hook(bufs: list[object]) -> None:
+        for b in bufs:
+            a = np.asarray(b)
+            if a.nbytes == tensors["c"].numel() * 2:
+                name = "c"
+            elif a.nbytes == tensors["a"].numel() * 4:
+                name = "a"
+            else:
+                continue
+            pages = -(-a.nbytes // PAGE)
+            resident = _resident_pages(a.ctypes.data, a.nbytes)  # before reading it
+            seen[name] = (resident, pages, bool(a.any()))
+
+    monkeypatch.setattr(wopen, "_WIPE_HOOK", hook)
+    with pytest.raises(IntegrityError):
+        load_sealed(out, DataKey(FIXED_DEK), workers=1)
+    assert set(seen) == {"a", "c"}
+    res_a, pages_a, nonzero_a = seen["a"]
+    res_c, _, nonzero_c = seen["c"]
+    assert res_a == pages_a and not nonzero_a  # written in full, then zeroed
+    assert res_c == 0 and not nonzero_c  # never written, never allocated
