@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 __all__ = [
+    "TDX_TCB_STATUSES",
     "Platform",
     "Evidence",
     "SnpTcb",
@@ -26,6 +27,18 @@ __all__ = [
     "Claims",
     "CpuClaims",
 ]
+
+#: Intel's TCB level statuses (TCB Info / QE Identity collateral), in Intel's order.  The
+#: collateral parser accepts only these; policies name them in ``tdx.tcb_status``.
+TDX_TCB_STATUSES = (
+    "UpToDate",
+    "SWHardeningNeeded",
+    "ConfigurationNeeded",
+    "ConfigurationAndSWHardeningNeeded",
+    "OutOfDate",
+    "OutOfDateConfigurationNeeded",
+    "Revoked",
+)
 
 
 class Platform(enum.StrEnum):

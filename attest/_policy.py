@@ -33,7 +33,16 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, NoReturn
 
-from ._claims import Claims, GpuClaims, MockClaims, Platform, SnpClaims, SnpTcb, TdxClaims
+from ._claims import (
+    TDX_TCB_STATUSES,
+    Claims,
+    GpuClaims,
+    MockClaims,
+    Platform,
+    SnpClaims,
+    SnpTcb,
+    TdxClaims,
+)
 from ._errors import PolicyDenied, PolicyFormatError
 
 __all__ = [
@@ -55,15 +64,7 @@ MAX_LIST = 4096
 
 _SNP_SIGNING_KEYS = ("vcek", "vlek")
 _SNP_PRODUCTS = ("Milan", "Genoa", "Turin")
-_TDX_TCB_STATUSES = (
-    "UpToDate",
-    "SWHardeningNeeded",
-    "ConfigurationNeeded",
-    "ConfigurationAndSWHardeningNeeded",
-    "OutOfDate",
-    "OutOfDateConfigurationNeeded",
-    "Revoked",
-)
+_TDX_TCB_STATUSES = TDX_TCB_STATUSES
 
 
 # ---------------------------------------------------------------------------------------------

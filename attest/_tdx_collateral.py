@@ -37,6 +37,7 @@ from typing import Any
 from cryptography import x509
 from cryptography.hazmat.primitives.asymmetric import ec
 
+from ._claims import TDX_TCB_STATUSES
 from ._errors import AttestationError, CollateralError, TcbError
 from ._tdx_der import PckTcb
 from ._tdx_pki import (
@@ -75,17 +76,7 @@ R_REVOKED = "attest.tdx.revoked"
 
 _MAX_JSON = 1024 * 1024
 
-TCB_LEVEL_STATUSES = frozenset(
-    {
-        "UpToDate",
-        "SWHardeningNeeded",
-        "ConfigurationNeeded",
-        "ConfigurationAndSWHardeningNeeded",
-        "OutOfDate",
-        "OutOfDateConfigurationNeeded",
-        "Revoked",
-    }
-)
+TCB_LEVEL_STATUSES = frozenset(TDX_TCB_STATUSES)
 _IDENTITY_STATUSES = frozenset({"UpToDate", "OutOfDate", "Revoked"})
 
 
