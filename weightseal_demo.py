@@ -220,7 +220,7 @@ def _run(stack: contextlib.ExitStack, wd: Path, res: DemoResult, nar: _Narrator)
     dv = stack.enter_context(DevVault())
     creds = setup_vault(dv.client())
     vault_client = login_approle(dv.address, creds.role_id, creds.secret_id)
-    nar.say(f"OpenBao {dv.address}: Transit + KV v2 mounted, policies from deploy/vault/*.hcl,\n"
+    nar.say(f"OpenBao {dv.address}: Transit + KV v2 mounted, the deploy/vault/*.hcl policies,\n"
             f"AppRole '{creds.role_name}' (the key service logs in with it; it cannot read any key in clear)")
 
     # -- 2. key service ---------------------------------------------------------------------------

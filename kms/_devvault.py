@@ -14,8 +14,9 @@ Fault injection for tests:
   :func:`setup_vault` again (and recreate keys) after a restart.
 
 :func:`setup_vault` installs what the key service needs -- Transit and KV v2 mounts, the
-policies from ``deploy/vault/*.hcl`` (the same files operators install with
-``deploy/vault/setup.sh``) and the AppRole role -- and returns AppRole credentials.
+policies shipped in the package (``kms/vault_policies/*.hcl``; ``deploy/vault/*.hcl`` are links to
+the same files, which operators install with ``deploy/vault/setup.sh``) and the AppRole role --
+and returns AppRole credentials.
 """
 
 from __future__ import annotations
@@ -45,11 +46,12 @@ from ._errors import ConfigError, VaultError, VaultUnavailableError
 from ._vault import _validate_mount, vault_errors
 
 __all__ = ["DevVault", "AppRoleCreds", "setup_vault", "teardown_vault", "find_bao_binary",
-           "render_policy", "DEFAULT_DEPLOY_DIR", "SERVICE_POLICY", "ADMIN_POLICY",
+           "render_policy", "DEFAULT_POLICY_DIR", "SERVICE_POLICY", "ADMIN_POLICY",
            "SERVICE_ROLE"]
 
-#: ``deploy/vault`` of a source checkout (the package is installed editable from the repo).
-DEFAULT_DEPLOY_DIR = Path(__file__).resolve().parent.parent / "deploy" / "vault"
+#: The Vault policies, shipped inside the package (so ``kms serve --dev`` and the demo work from an
+#: installed wheel too); ``deploy/vault/*.hcl`` in the repository are symbolic links to them.
+DEFAULT_POLICY_DIR = Path(__file__).resolve().parent / "vault_policies"
 SERVICE_POLICY = "weightseal-kms"
 ADMIN_POLICY = "weightseal-admin"
 SERVICE_ROLE = "weightseal-kms"
@@ -267,19 +269,19 @@ def render_policy(text: str, *, transit_mount: str = DEFAULT_TRANSIT,
     return _PATH_PREFIX_RE.sub(lambda m: m.group(1) + repl[m.group(2)] + m.group(3), text)
 
 
-def _policy_files(deploy_dir: Path) -> dict[str, Path]:
-    files = {p.stem: p for p in sorted(Path(deploy_dir).glob("*.hcl"))}
+def _policy_files(policy_dir: Path) -> dict[str, Path]:
+    files = {p.stem: p for p in sorted(Path(policy_dir).glob("*.hcl"))}
     if SERVICE_POLICY not in files:
-        raise ConfigError(f"{SERVICE_POLICY}.hcl not found in {deploy_dir}")
+        raise ConfigError(f"{SERVICE_POLICY}.hcl not found in {policy_dir}")
     return files
 
 
-def setup_vault(root_client: hvac.Client, *, deploy_dir: str | os.PathLike[str] = DEFAULT_DEPLOY_DIR,
+def setup_vault(root_client: hvac.Client, *, policy_dir: str | os.PathLike[str] = DEFAULT_POLICY_DIR,
                 transit_mount: str = DEFAULT_TRANSIT, kv_mount: str = DEFAULT_KV,
                 name_suffix: str = "", approle_mount: str = "approle",
                 token_ttl: str = "1h", token_max_ttl: str = "4h",  # noqa: S107
                 secret_id_ttl: str = "0") -> AppRoleCreds:  # noqa: S107
-    """Mount Transit + KV v2, write the ``deploy/vault/*.hcl`` policies, create the AppRole role
+    """Mount Transit + KV v2, write the ``vault_policies/*.hcl`` policies, create the AppRole role
     ``weightseal-kms`` bound to the service policy, and return a fresh role_id/secret_id.
 
     ``name_suffix`` (e.g. ``"-t1a2b"``) is appended to every policy and role name, so several
@@ -289,7 +291,7 @@ def setup_vault(root_client: hvac.Client, *, deploy_dir: str | os.PathLike[str] 
     _validate_mount(kv_mount)
     if not re.fullmatch(r"[A-Za-z0-9_-]{0,32}", name_suffix):
         raise ConfigError("name_suffix may only contain letters, digits, '-' and '_'")
-    files = _policy_files(Path(deploy_dir))
+    files = _policy_files(Path(policy_dir))
     with vault_errors("setup"):
         mounts = root_client.sys.list_mounted_secrets_engines()
         mounts = mounts.get("data", mounts)
@@ -324,7 +326,7 @@ def setup_vault(root_client: hvac.Client, *, deploy_dir: str | os.PathLike[str] 
 
 
 def teardown_vault(root_client: hvac.Client, *, transit_mount: str, kv_mount: str,
-                   name_suffix: str, deploy_dir: str | os.PathLike[str] = DEFAULT_DEPLOY_DIR,
+                   name_suffix: str, policy_dir: str | os.PathLike[str] = DEFAULT_POLICY_DIR,
                    approle_mount: str = "approle") -> None:
     """Remove what :func:`setup_vault` created with this suffix (tests; never the defaults)."""
     if not name_suffix:
@@ -333,7 +335,7 @@ def teardown_vault(root_client: hvac.Client, *, transit_mount: str, kv_mount: st
         with contextlib.suppress(hvac.exceptions.InvalidPath):
             root_client.auth.approle.delete_role(SERVICE_ROLE + name_suffix,
                                                  mount_point=approle_mount)
-        for name in _policy_files(Path(deploy_dir)):
+        for name in _policy_files(Path(policy_dir)):
             root_client.sys.delete_policy(name + name_suffix)
         root_client.sys.disable_secrets_engine(transit_mount)
         root_client.sys.disable_secrets_engine(kv_mount)

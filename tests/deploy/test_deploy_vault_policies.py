@@ -1,5 +1,6 @@
 """The Vault policies the deploy docs and manifests refer to are the deploy/vault/*.hcl files that
-setup_vault (the integration tests) and setup.sh install, under the same names."""
+setup_vault (the integration tests, ``kms serve --dev``) and setup.sh install, under the same names
+(deploy/vault/*.hcl are links to the package's kms/vault_policies/*.hcl)."""
 
 from __future__ import annotations
 
@@ -44,7 +45,7 @@ def _docs_text() -> str:
 
 def test_setup_vault_writes_exactly_the_deploy_vault_policies() -> None:
     rec = _Recorder()
-    creds = dv.setup_vault(rec, deploy_dir=VAULT_DIR)
+    creds = dv.setup_vault(rec)  # the default: the package's policies
     files = {p.stem for p in VAULT_DIR.glob("*.hcl")}
     assert set(rec.policies) == files == {dv.SERVICE_POLICY, dv.ADMIN_POLICY}
     for name, text in rec.policies.items():
@@ -90,4 +91,4 @@ def test_config_mounts_are_the_ones_the_policies_grant() -> None:
 def test_no_policy_file_outside_deploy_vault() -> None:
     stray = [p for p in DEPLOY.rglob("*.hcl") if p.parent != VAULT_DIR and p.name != "openbao.hcl"]
     assert stray == [], stray
-    assert Path(dv.DEFAULT_DEPLOY_DIR).resolve() == VAULT_DIR.resolve()
+    assert {p.resolve() for p in VAULT_DIR.glob("*.hcl")} == {p.resolve() for p in Path(dv.DEFAULT_POLICY_DIR).glob("*.hcl")}

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 from weightseal.kms._devvault import (
     ADMIN_POLICY,
-    DEFAULT_DEPLOY_DIR,
+    DEFAULT_POLICY_DIR,
     SERVICE_POLICY,
     SERVICE_ROLE,
     find_bao_binary,
@@ -22,11 +22,13 @@ from weightseal.kms._devvault import (
 from weightseal.kms._errors import VaultError
 from weightseal.kms._vault import VaultBackend, login_approle, vault_errors
 
-SETUP_SH = DEFAULT_DEPLOY_DIR / "setup.sh"
+REPO = Path(__file__).resolve().parents[2]
+DEPLOY_VAULT = REPO / "deploy" / "vault"
+SETUP_SH = DEPLOY_VAULT / "setup.sh"
 
 
 def test_deploy_files_present():
-    names = sorted(p.stem for p in DEFAULT_DEPLOY_DIR.glob("*.hcl"))
+    names = sorted(p.stem for p in DEFAULT_POLICY_DIR.glob("*.hcl"))
     assert names == [ADMIN_POLICY, SERVICE_POLICY]
     assert os.access(SETUP_SH, os.X_OK)
     text = SETUP_SH.read_text()
@@ -39,7 +41,7 @@ def test_deploy_files_present():
 
 
 def test_render_policy_only_touches_path_prefixes():
-    src = (DEFAULT_DEPLOY_DIR / f"{SERVICE_POLICY}.hcl").read_text()
+    src = (DEFAULT_POLICY_DIR / f"{SERVICE_POLICY}.hcl").read_text()
     out = render_policy(src, transit_mount="x-transit", kv_mount="x-kv")
     paths = re.findall(r'path\s+"([^"]+)"', out)
     assert paths and all(p.startswith(("x-transit/", "x-kv/")) for p in paths)
@@ -50,7 +52,7 @@ def test_render_policy_only_touches_path_prefixes():
 
 
 def test_service_policy_never_grants_export_or_delete():
-    src = (DEFAULT_DEPLOY_DIR / f"{SERVICE_POLICY}.hcl").read_text()
+    src = (DEFAULT_POLICY_DIR / f"{SERVICE_POLICY}.hcl").read_text()
     stanzas = dict(re.findall(r'path\s+"([^"]+)"\s*\{(.*?)\n\}', src, re.S))
     assert "deny" in stanzas["weightseal-transit/export/*"]
     assert "deny" in stanzas["weightseal-transit/backup/*"]
@@ -76,7 +78,7 @@ def test_setup_sh_against_real_server(openbao, tmp_path):
         # identical policy text to what setup_vault() installs
         for name in (SERVICE_POLICY, ADMIN_POLICY):
             installed = root.sys.read_policy(name + suffix)["data"]["rules"]
-            expected = render_policy((DEFAULT_DEPLOY_DIR / f"{name}.hcl").read_text(),
+            expected = render_policy((DEFAULT_POLICY_DIR / f"{name}.hcl").read_text(),
                                      transit_mount=transit, kv_mount=kv)
             assert installed.strip() == expected.strip()
         mounts = root.sys.list_mounted_secrets_engines()["data"]
@@ -130,5 +132,13 @@ def test_missing_binary_is_an_error(monkeypatch):
         find_bao_binary()
 
 
-def test_deploy_dir_is_the_repo_one():
-    assert DEFAULT_DEPLOY_DIR == Path(__file__).resolve().parents[2] / "deploy" / "vault"
+def test_policies_ship_in_the_package_and_deploy_vault_links_to_them():
+    # the package's own copy is what setup_vault installs (works from an installed wheel) ...
+    assert DEFAULT_POLICY_DIR == REPO / "kms" / "vault_policies"
+    for name in (SERVICE_POLICY, ADMIN_POLICY):
+        shipped = DEFAULT_POLICY_DIR / f"{name}.hcl"
+        assert shipped.is_file() and not shipped.is_symlink()
+        # ... and setup.sh (which reads "$HERE"/*.hcl) installs the very same files
+        link = DEPLOY_VAULT / f"{name}.hcl"
+        assert link.is_symlink() and link.resolve() == shipped.resolve()
+        assert link.read_bytes() == shipped.read_bytes()
