@@ -23,6 +23,7 @@ from ._keys import DataKey, LocalKey, generate_local_key_file
 from ._manifest import FileEntry, Manifest, ShardEntry, read_manifest
 from ._open import (
     SealedCheckpoint,
+    SealedSlice,
     inspect_sealed,
     load_sealed,
     open_sealed,
@@ -64,6 +65,7 @@ __all__ = [
     "load_sealed",
     "open_sealed",
     "SealedCheckpoint",
+    "SealedSlice",
     "inspect_sealed",
     "verify_sealed",
     "unseal_checkpoint",

@@ -10,6 +10,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 import mmap
+import operator
 import os
 import threading
 import time
@@ -587,6 +588,104 @@ class SealedCheckpoint:
 
     def get_tensors(self, names: Iterable[str]) -> dict[str, torch.Tensor]:
         return _load(self._model, names, self._device, None)
+
+    def get_slice(self, name: str) -> SealedSlice:
+        """A lazy handle on one tensor, like safetensors' ``get_slice``: ``get_shape()``,
+        ``get_dtype()`` and ``[index]``, which decrypts only the chunks holding the selected
+        elements (tensor-parallel loaders take row or column blocks of each weight)."""
+        if not self._model.shards:
+            raise IntegrityError()
+        sh = self._model.where.get(name)
+        if sh is None:
+            raise TensorNotFoundError(f"no tensor named {name!r} in this checkpoint")
+        return SealedSlice(self._model, sh, sh.st.tensors[name], sh.dtypes[name], self._device)
+
+
+class SealedSlice:
+    """One tensor of an open sealed checkpoint, indexed without loading all of it.
+
+    Indexing takes what plain tensors take for basic indexing (integers, slices with a positive
+    step, ``...``) and returns a new contiguous tensor on the checkpoint's device, equal to
+    ``get_tensor(name)[index]``.  Only the chunks covering the selected elements are decrypted
+    and authenticated: a block of rows costs just its own bytes; a block of columns spans from
+    its first to its last element.  When the selection is not one contiguous run of the tensor,
+    the span is decrypted into a temporary host buffer that is zeroed once the selection is
+    copied out; so is the host copy of a selection bound for a GPU."""
+
+    def __init__(self, model: _Model, sh: _Shard, info: F.TensorInfo, dtype: torch.dtype,
+                 device: str | torch.device) -> None:
+        self._model = model
+        self._sh = sh
+        self._info = info
+        self._dtype = dtype
+        self._device = torch.device(device)
+
+    def get_shape(self) -> list[int]:
+        return list(self._info.shape)
+
+    def get_dtype(self) -> str:
+        """The safetensors dtype name ("BF16", "F8_E4M3", ...)."""
+        return self._info.dtype
+
+    def __getitem__(self, index: Any) -> torch.Tensor:
+        if self._sh not in self._model.shards:  # the checkpoint was closed
+            raise IntegrityError()
+        # Let torch work out the selection on a meta tensor (no memory): its shape, strides and
+        # offset, in elements, say exactly which part of the row-major tensor is wanted.
+        view = torch.empty(self._info.shape, dtype=self._dtype, device="meta")[_basic_index(index)]
+        shape, strides, first = tuple(view.shape), view.stride(), int(view.storage_offset())
+        if view.numel() == 0:
+            return torch.empty(shape, dtype=self._dtype, device=self._device)
+        last = first + sum((int(n) - 1) * int(st) for n, st in zip(shape, strides, strict=True))
+        isz = self._dtype.itemsize
+        begin, end = self._info.begin + first * isz, self._info.begin + (last + 1) * isz
+        buf = _decrypt_range(self._sh, begin, end, os.cpu_count() or 1)
+        span = _byte_tensor(buf, self._dtype, ((last + 1 - first),))
+        direct = view.is_contiguous() and view.numel() == last + 1 - first
+        try:
+            out = span.view(shape) if direct else span.as_strided(shape, strides).clone(memory_format=torch.contiguous_format)
+            if self._device.type != "cpu":
+                out = out.to(self._device)
+                direct = False
+        except BaseException:
+            _zero(buf)
+            raise
+        if not direct:
+            _zero(buf)  # the whole span held plaintext; only ``out`` leaves
+        return out
+
+
+def _basic_index(index: Any) -> tuple[Any, ...]:
+    """The index as a tuple of ints, slices and Ellipsis; anything else (lists, arrays, tensors,
+    None: advanced indexing or new axes, which copy or reshape rather than select) is refused."""
+    items = index if isinstance(index, tuple) else (index,)
+    out: list[Any] = []
+    for it in items:
+        if it is Ellipsis or isinstance(it, slice):
+            out.append(it)
+        elif isinstance(it, int | np.integer) and not isinstance(it, bool):
+            out.append(operator.index(it))
+        else:  # tensors and arrays (even of one element) would mean advanced indexing in torch
+            raise TypeError(f"only integers, slices and ... can index a sealed tensor, not {type(it).__name__}")
+    return tuple(out)
+
+
+def _decrypt_range(sh: _Shard, begin: int, end: int, workers: int) -> np.ndarray:
+    """Decrypt bytes [begin, end) of a shard's data region into a fresh buffer, touching only the
+    chunks that overlap it (their other bytes go to a scratch buffer that is zeroed)."""
+    buf, mapped = _alloc_cpu(end - begin)
+    tasks = []
+    for i in sh.chunks_for(begin, end):
+        b, e = sh.chunk_range(i)
+        lo, hi = max(b, begin), min(e, end)
+        tasks.append((sh, i, [_Target("", lo, hi, buf[lo - begin:hi - begin], mapped)]))
+    touched: list[np.ndarray] = []
+    try:
+        _decrypt_tasks(tasks, workers, touched)
+    except BaseException:
+        _wipe(touched if mapped else [buf], report=[buf])
+        raise
+    return buf
 
 
 @contextmanager
