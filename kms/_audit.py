@@ -24,8 +24,12 @@ What the verifier detects (``verify_log``): an edited record (``audit.hash``), a
 inserted or reordered record (``audit.chain`` and ``audit.seq``), a forged or foreign checkpoint
 (``audit.signature``), malformed lines (``audit.parse``).  Records after the last valid
 checkpoint (``audit.unsigned_tail``) can be truncated without trace; that is reported as a
-warning (an error with ``strict``).  Truncation exactly at a checkpoint can only be detected
-against an external anchor (e.g. a copy of the latest checkpoint, or Vault's own audit device).
+warning (an error with ``strict``).  Truncation exactly at a checkpoint leaves an intact, signed
+prefix; it can only be detected against an *anchor* kept elsewhere: a copy of a signed checkpoint
+record (:func:`latest_anchor`, ``weightseal audit anchor``), shipped off the host as it is taken.  ``verify_log(..., anchors=...)`` then
+requires each anchor to be a valid checkpoint under the public key (``audit.anchor_invalid``) and
+the log to hold exactly that record at its seq (``audit.anchor_mismatch``: rewritten or forked;
+``audit.anchor_missing``: the log ends before it, i.e. truncated).
 
 Writes are fail-closed: ``append`` returns only after ``write`` + ``os.fsync`` (group commit:
 concurrent appends share one fsync, none returns before an fsync covers its record); on
@@ -49,7 +53,7 @@ import math
 import os
 import re
 import threading
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -73,6 +77,8 @@ __all__ = [
     "canonical_json",
     "record_hash",
     "load_public_key",
+    "latest_anchor",
+    "load_anchors",
     "EVENT_KINDS",
     "GENESIS_PREV",
     "CHECKPOINT_DOMAIN",
@@ -548,7 +554,8 @@ class Problem:
     severity: str = "error"
 
     def __str__(self) -> str:
-        where = f"line {self.line}" + (f" (seq {self.seq})" if self.seq is not None else "")
+        where = (f"line {self.line}" if self.line else "anchor") + (
+            f" (seq {self.seq})" if self.seq is not None else "")
         return f"{where}: {self.code}: {self.message}"
 
 
@@ -561,6 +568,7 @@ class VerifyResult:
     last_seq: int = 0
     last_hash: str = GENESIS_PREV
     last_signed_seq: int = 0
+    last_checkpoint: dict[str, Any] | None = None  # the last valid signed checkpoint record
 
     @property
     def errors(self) -> list[Problem]:
@@ -630,16 +638,79 @@ def _iter_lines(path: str | os.PathLike[str]) -> Iterator[tuple[int, bytes, bool
             yield n, raw[:-1] if complete else raw, complete
 
 
+def _valid_signature(vk: nacl.signing.VerifyKey, rec: Mapping[str, Any]) -> bool:
+    try:
+        vk.verify(_checkpoint_message(rec), bytes.fromhex(rec["sig"]))
+    except (ValueError, nacl.exceptions.BadSignatureError, nacl.exceptions.ValueError):
+        return False
+    return True
+
+
+def load_anchors(path: str | os.PathLike[str]) -> list[dict[str, Any]]:
+    """The checkpoint records in an anchor file (JSON Lines, as ``weightseal audit anchor``
+    writes them).  Each must be a well-formed checkpoint whose hash matches its content; the
+    signature is checked by :func:`verify_log` under the key it is given.  Errors:
+    ``AuditError`` with reason ``audit.anchor_invalid``."""
+    anchors: list[dict[str, Any]] = []
+    try:
+        for lineno, raw, _complete in _iter_lines(path):
+            if not raw.strip():
+                continue
+            try:
+                rec = _parse_line(raw.strip())
+            except AuditError as exc:
+                raise AuditError(f"anchor line {lineno}: {str(exc).split(': ', 1)[-1]}",
+                                 reason="audit.anchor_invalid") from None
+            if rec["kind"] != "checkpoint" or record_hash(rec) != rec["hash"]:
+                raise AuditError(f"anchor line {lineno} is not an intact checkpoint record",
+                                 reason="audit.anchor_invalid")
+            anchors.append(rec)
+    except AuditError as exc:
+        if exc.reason == "audit.unreadable":
+            raise AuditError(f"cannot read anchor file {os.fspath(path)!r}",
+                             reason="audit.anchor_invalid") from None
+        raise
+    if not anchors:
+        raise AuditError("anchor file holds no checkpoint record", reason="audit.anchor_invalid")
+    return anchors
+
+
+def latest_anchor(path: str | os.PathLike[str], public_key: bytes) -> dict[str, Any]:
+    """The newest valid signed checkpoint of a log that verifies, to be kept off the host as an
+    anchor.  Refuses a log that does not verify (``audit.invalid``) or has no signed checkpoint
+    yet (``audit.no_checkpoint``): an anchor must only ever vouch for an intact prefix."""
+    res = verify_log(path, public_key)
+    if not res.ok:
+        raise AuditError(f"the log does not verify ({len(res.errors)} error(s)); not anchoring it",
+                         reason="audit.invalid")
+    if res.last_checkpoint is None:
+        raise AuditError("the log has no signed checkpoint yet", reason="audit.no_checkpoint")
+    return res.last_checkpoint
+
+
 def verify_log(path: str | os.PathLike[str], public_key: bytes, *,
-               strict: bool = False) -> VerifyResult:
+               strict: bool = False, anchors: Sequence[Mapping[str, Any]] = ()) -> VerifyResult:
     """Verify the whole log offline: every hash, every chain link, seq continuity and every
-    checkpoint signature under ``public_key`` (32 raw bytes)."""
+    checkpoint signature under ``public_key`` (32 raw bytes); and that the log still holds every
+    one of ``anchors`` (checkpoint records kept elsewhere, see :func:`load_anchors`)."""
     if not isinstance(public_key, bytes | bytearray) or len(public_key) != 32:
         raise AuditError("public key must be 32 raw bytes", reason="audit.bad_key")
     vk = nacl.signing.VerifyKey(bytes(public_key))
     signer = _signer_id(bytes(public_key))
     problems: list[Problem] = []
     res = VerifyResult(ok=False, problems=problems)
+    want: dict[int, set[str]] = {}  # anchored seq -> anchored hashes
+    for a in anchors:
+        seq_a = a.get("seq")
+        if (a.get("kind") != "checkpoint" or not isinstance(seq_a, int) or isinstance(seq_a, bool)
+                or not isinstance(a.get("sig"), str) or record_hash(a) != a.get("hash")
+                or a.get("count") != seq_a - 1 or not _valid_signature(vk, a)):
+            problems.append(Problem(0, seq_a if isinstance(seq_a, int) else None,
+                                    "audit.anchor_invalid",
+                                    "anchor is not a checkpoint signed by the given public key"))
+            continue
+        want.setdefault(seq_a, set()).add(str(a["hash"]))
+    seen: dict[int, str] = {}  # seq -> computed hash, for anchored seqs only
     expected_seq = 1
     expected_prev = GENESIS_PREV
     last_signed_line = 0
@@ -659,6 +730,12 @@ def verify_log(path: str | os.PathLike[str], public_key: bytes, *,
             continue
         seq = int(rec["seq"])
         res.records += 1
+        if seq in want and seq not in seen:
+            seen[seq] = record_hash(rec)
+            if seen[seq] not in want[seq]:
+                problems.append(Problem(lineno, seq, "audit.anchor_mismatch",
+                                        "the record at the anchored seq is not the anchored "
+                                        "checkpoint (log rewritten or forked)"))
         if record_hash(rec) != rec["hash"]:
             problems.append(Problem(lineno, seq, "audit.hash",
                                     "record content does not match its hash (edited)"))
@@ -677,12 +754,7 @@ def verify_log(path: str | os.PathLike[str], public_key: bytes, *,
                                     f"expected seq {expected_seq}, found {seq}"))
         if rec["kind"] == "checkpoint":
             res.checkpoints += 1
-            good = True
-            try:
-                vk.verify(_checkpoint_message(rec), bytes.fromhex(rec["sig"]))
-            except (ValueError, nacl.exceptions.BadSignatureError, nacl.exceptions.ValueError):
-                good = False
-            if not good:
+            if not _valid_signature(vk, rec):
                 problems.append(Problem(lineno, seq, "audit.signature",
                                         "checkpoint signature does not verify under the given "
                                         "public key" + ("" if rec["signer"] == signer
@@ -693,6 +765,7 @@ def verify_log(path: str | os.PathLike[str], public_key: bytes, *,
             else:
                 last_signed_line = lineno
                 res.last_signed_seq = seq
+                res.last_checkpoint = rec
                 tail_start = None
         elif tail_start is None:
             tail_start = (lineno, seq)
@@ -707,6 +780,16 @@ def verify_log(path: str | os.PathLike[str], public_key: bytes, *,
                                 f"{n} line(s) after the last valid checkpoint are not signed "
                                 "(could be truncated or rewritten without trace)",
                                 severity="error" if strict else "warning"))
+    for seq_a, hashes in sorted(want.items()):
+        if seq_a not in seen:
+            problems.append(Problem(last_line + 1, seq_a, "audit.anchor_missing",
+                                    f"the log ends at seq {res.last_seq}, before the anchored "
+                                    f"checkpoint (truncated)" if seq_a > res.last_seq else
+                                    "no readable record at the anchored seq"))
+        elif len(hashes) > 1:  # two valid signed checkpoints for one seq: the service forked
+            problems.append(Problem(0, seq_a, "audit.anchor_mismatch",
+                                    "anchors disagree: two different signed checkpoints for "
+                                    "this seq"))
     res.ok = not any(p.severity == "error" for p in problems)
     return res
 

@@ -1,15 +1,24 @@
-"""``weightseal audit show|verify|export``: read and check the key service's audit log offline."""
+"""``weightseal audit show|verify|anchor|export``: read and check the key service's audit log offline."""
 
 from __future__ import annotations
 
 import argparse
 import csv
 import json
+import os
 import sys
 from collections.abc import Iterator
 from typing import Any, TextIO
 
-from ._audit import AuditRecord, canonical_json, iter_records, load_public_key, verify_log
+from ._audit import (
+    AuditRecord,
+    canonical_json,
+    iter_records,
+    latest_anchor,
+    load_anchors,
+    load_public_key,
+    verify_log,
+)
 from ._errors import AuditError
 
 __all__ = ["register"]
@@ -49,8 +58,26 @@ def register(sub: Any) -> None:
                           "base64 or PEM)")
     ver.add_argument("--strict", action="store_true",
                      help="records after the last signed checkpoint are an error")
+    ver.add_argument("--anchor", action="append", default=[], metavar="FILE",
+                     help="checkpoint records kept off the host (from 'audit anchor'): the log "
+                          "must still hold each of them (detects truncation and rewrites); "
+                          "repeatable")
     ver.add_argument("--json", action="store_true", help="machine-readable result")
     ver.set_defaults(func=_cmd_verify)
+
+    anc = asub.add_parser("anchor", help="emit the newest signed checkpoint of a verified log, "
+                                         "to keep off the host",
+                          description="Verify the log and append its newest signed checkpoint "
+                                      "record (one JSON line) to FILE, or print it.  Keep these "
+                                      "anchors somewhere the service host cannot write; "
+                                      "'audit verify --anchor FILE' then detects a log truncated "
+                                      "or rewritten behind them.")
+    anc.add_argument("log", metavar="LOG")
+    anc.add_argument("--public-key", required=True, metavar="FILE_OR_HEX",
+                     help="the key service's Ed25519 public key (as for verify)")
+    anc.add_argument("--out", default="-", metavar="FILE",
+                     help="append the anchor to FILE ('-' = stdout, the default)")
+    anc.set_defaults(func=_cmd_anchor)
 
     exp = asub.add_parser("export", help="export (filtered) records as JSON Lines or CSV")
     exp.add_argument("log", metavar="LOG")
@@ -103,12 +130,13 @@ def _cmd_show(args: argparse.Namespace) -> int:
 
 def _cmd_verify(args: argparse.Namespace) -> int:
     pk = load_public_key(args.public_key)
-    res = verify_log(args.log, pk, strict=args.strict)
+    anchors = [a for f in args.anchor for a in load_anchors(f)]
+    res = verify_log(args.log, pk, strict=args.strict, anchors=anchors)
     if args.json:
         print(json.dumps({
             "ok": res.ok, "records": res.records, "checkpoints": res.checkpoints,
             "last_seq": res.last_seq, "last_signed_seq": res.last_signed_seq,
-            "last_hash": res.last_hash,
+            "last_hash": res.last_hash, "anchors": len(anchors),
             "problems": [{"line": p.line, "seq": p.seq, "code": p.code, "message": p.message,
                           "severity": p.severity} for p in res.problems],
         }, indent=2))
@@ -118,8 +146,28 @@ def _cmd_verify(args: argparse.Namespace) -> int:
         status = "OK" if res.ok else "FAILED"
         print(f"{status}: {res.records} record(s), {res.checkpoints} checkpoint(s), last seq "
               f"{res.last_seq}, last signed seq {res.last_signed_seq}, "
-              f"{len(res.errors)} error(s), {len(res.problems) - len(res.errors)} warning(s)")
+              f"{len(res.errors)} error(s), {len(res.problems) - len(res.errors)} warning(s)"
+              + (f", {len(anchors)} anchor(s) checked" if anchors else ""))
     return 0 if res.ok else 1
+
+
+def _cmd_anchor(args: argparse.Namespace) -> int:
+    rec = latest_anchor(args.log, load_public_key(args.public_key))
+    line = canonical_json(rec).decode("utf-8") + "\n"
+    if args.out == "-":
+        sys.stdout.write(line)
+    else:
+        try:
+            with open(args.out, "a", encoding="utf-8") as f:
+                f.write(line)
+                f.flush()
+                os.fsync(f.fileno())
+        except OSError as exc:
+            raise AuditError(f"cannot write {args.out} ({exc.strerror})",
+                             reason="audit.export") from None
+    print(f"anchored seq {rec['seq']} ({rec['time']}, replica {_safe(str(rec['replica']))}, "
+          f"hash {rec['hash'][:16]}...)", file=sys.stderr)
+    return 0
 
 
 def _cmd_export(args: argparse.Namespace) -> int:
