@@ -8,7 +8,7 @@ PY := $(VENV)/bin/python
 TORCH_SPEC ?= torch==2.13.0
 STAMP := $(VENV)/.weightseal-installed
 
-.PHONY: all venv demo test test-fast lint typecheck fuzz bench bench-kms proto clean
+.PHONY: all venv demo test test-fast lint typecheck fuzz bench bench-kms gpu-check proto clean
 
 all: test
 
@@ -36,6 +36,14 @@ lint: $(STAMP)
 typecheck: $(STAMP)
 	@rm -rf .typecheck && mkdir -p .typecheck/weightseal && for p in attest kms loader proto; do ln -s ../../$$p .typecheck/weightseal/$$p; done
 	cd .typecheck && ../$(VENV)/bin/mypy --config-file ../pyproject.toml -p weightseal.attest -p weightseal.kms -p weightseal.proto -p weightseal.loader
+
+# The CUDA half of the loader, on a machine with a GPU and a CUDA build of torch: the gpu-marked
+# tests (skipped everywhere else) and the GPU benchmark.  Uses PY as given, so a torch already
+# installed there can be used:  make gpu-check PY=python3
+gpu-check:
+	$(PY) -c "import sys, torch; sys.exit(0 if torch.cuda.is_available() else 'gpu-check: this torch sees no CUDA device')"
+	$(PY) -m pytest -q -m gpu -rs
+	$(PY) tests/benchmarks/bench_load.py --device cuda --size-gib 2 --repeats 5
 
 proto: $(STAMP)
 	$(PY) -m weightseal.proto.generate
