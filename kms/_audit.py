@@ -26,10 +26,12 @@ inserted or reordered record (``audit.chain`` and ``audit.seq``), a forged or fo
 checkpoint (``audit.unsigned_tail``) can be truncated without trace; that is reported as a
 warning (an error with ``strict``).  Truncation exactly at a checkpoint leaves an intact, signed
 prefix; it can only be detected against an *anchor* kept elsewhere: a copy of a signed checkpoint
-record (:func:`latest_anchor`, ``weightseal audit anchor``), shipped off the host as it is taken.  ``verify_log(..., anchors=...)`` then
-requires each anchor to be a valid checkpoint under the public key (``audit.anchor_invalid``) and
-the log to hold exactly that record at its seq (``audit.anchor_mismatch``: rewritten or forked;
-``audit.anchor_missing``: the log ends before it, i.e. truncated).
+record (:func:`latest_anchor`, ``weightseal audit anchor``), shipped off the host as it is taken.
+``verify_log(..., anchors=...)`` then requires each anchor to be a valid checkpoint under the
+public key (``audit.anchor_invalid``) and the log to hold exactly that record at its seq
+(``audit.anchor_mismatch``: rewritten or forked; ``audit.anchor_missing``: the log ends before
+it, i.e. truncated).  This also catches a history rewritten and re-signed by someone holding the
+signing key, for every record up to the newest anchor taken before the rewrite.
 
 Writes are fail-closed: ``append`` returns only after ``write`` + ``os.fsync`` (group commit:
 concurrent appends share one fsync, none returns before an fsync covers its record); on
