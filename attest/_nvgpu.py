@@ -81,6 +81,7 @@ from ._errors import (
     EvidenceParseError,
     SignatureError,
 )
+from ._nvgpu_rim import RimStore
 from ._nvgpu_x509 import (
     cert_der,
     check_validity,
@@ -401,7 +402,7 @@ def verify_gpu(
     *,
     now: datetime | None = None,
     expected_nonce: bytes | None = None,
-    rims: Sequence[bytes] = (),
+    rims: Sequence[bytes] | RimStore = (),
     reference: Mapping[int, Sequence[bytes]] | None = None,
 ) -> GpuClaims:
     """Verify NVIDIA GPU evidence and return its claims (or raise an ``AttestationError``).
@@ -409,7 +410,8 @@ def verify_gpu(
     ``report``: SPDM request || response, raw, hex text or base64.  ``certs``: the PEM device
     chain, leaf first (the pinned root may be included or left out).  ``expected_nonce``: the
     32-byte SPDM nonce the caller asked for.  ``rims``: signed RIM documents (one driver RIM
-    and one VBIOS RIM, SWID XML with xmldsig).  ``reference``: ``{SPDM measurement index:
+    and one VBIOS RIM, SWID XML with xmldsig), or a :class:`RimStore` to pick them from by the
+    report's driver and VBIOS versions.  ``reference``: ``{SPDM measurement index:
     [allowed digests]}``, keyed like ``GpuClaims.measurements`` (1-based block indexes).
     """
     try:
@@ -425,7 +427,7 @@ def _verify(
     certs: bytes,
     now_in: datetime | None,
     expected_nonce: bytes | None,
-    rims: Sequence[bytes],
+    rims: Sequence[bytes] | RimStore,
     reference: Mapping[int, Sequence[bytes]] | None,
 ) -> GpuClaims:
     now = _utc(now_in)
@@ -494,6 +496,8 @@ def _verify(
     measurements = rep.measurements
     skip_blocks = {NVDEC_RIM_INDEX + 1} if nvdec == bytes((NVDEC_DISABLED,)) else set()
     verified = False
+    if isinstance(rims, RimStore):
+        rims = rims.select(driver_version, vbios_version)
     if rims:
         from ._nvgpu_rim import check_rims
 

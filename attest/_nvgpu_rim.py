@@ -39,9 +39,12 @@ import base64
 import binascii
 import hashlib
 import hmac
+import os
+import threading
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
+from pathlib import Path
 from xml.parsers import expat
 
 from cryptography import x509
@@ -53,7 +56,7 @@ from cryptography.hazmat.primitives.asymmetric.utils import encode_dss_signature
 from ._errors import AttestationError, ClaimsError, CollateralError
 from ._nvgpu_x509 import check_validity, rim_root, strict_certificate_der, verify_chain
 
-__all__ = ["Rim", "GoldenMeasurement", "parse_rim", "verify_rim", "check_rims", "canonicalize"]
+__all__ = ["Rim", "GoldenMeasurement", "RimStore", "parse_rim", "verify_rim", "check_rims", "canonicalize"]
 
 R_RIM = "attest.gpu.rim"
 R_EXPIRED = "attest.gpu.rim_expired"
@@ -562,3 +565,78 @@ def check_rims(
     if bad:
         raise ClaimsError(f"GPU measurements differ from the RIM golden values at {', '.join(bad)}", reason=R_MEAS)
     return driver[0], vbios[0]
+
+
+# ------------------------------------------------------------------ a directory of RIMs
+
+
+class RimStore:
+    """The signed RIMs of a fleet, kept in one directory by the operator (NVIDIA's RIM service
+    publishes one per driver version and one per VBIOS version; file names do not matter).
+
+    For each GPU report, :meth:`select` returns the one RIM whose colloquial version is the
+    report's driver version and the one whose version is its VBIOS version; ``verify_gpu`` then
+    verifies both exactly as if they had been passed in (signature chain to the pinned NVIDIA
+    RIM root, validity, golden values).  Versions are read from the files without trusting
+    them; a version present in two files is an error rather than a guess, and a file that is
+    not a RIM is skipped (it matches nothing).  Files are re-indexed when they change, so new
+    RIMs are picked up without a restart."""
+
+    def __init__(self, directory: str | os.PathLike[str]) -> None:
+        self.directory = Path(directory)
+        if not self.directory.is_dir():
+            raise _rim_error(f"RIM directory {self.directory} does not exist")
+        self._index: dict[str, tuple[tuple[int, int], str | None]] = {}  # name -> (stat key, version)
+        self._lock = threading.Lock()
+
+    def __repr__(self) -> str:
+        return f"RimStore({str(self.directory)!r})"
+
+    def _read(self, p: Path) -> bytes:
+        try:
+            with open(p, "rb") as fh:
+                data = fh.read(MAX_RIM_BYTES + 1)
+        except OSError as exc:
+            raise _rim_error(f"cannot read {p} ({exc.strerror})") from None
+        if len(data) > MAX_RIM_BYTES:
+            raise _rim_error(f"{p} is too large for a RIM")
+        return data
+
+    def versions(self) -> dict[str, str]:
+        """``{file name: colloquial version}`` of the files that parse as RIMs."""
+        entries: dict[str, tuple[int, int]] = {}
+        for p in sorted(self.directory.iterdir()):
+            if p.name.startswith(".") or not p.is_file():
+                continue
+            st = p.stat()
+            entries[p.name] = (st.st_mtime_ns, st.st_size)
+        with self._lock:
+            for name in list(self._index):
+                if name not in entries:
+                    del self._index[name]
+            stale = [n for n, key in entries.items() if self._index.get(n, ((-1, -1), None))[0] != key]
+        for name in stale:
+            try:
+                version: str | None = _parse_payload(_parse_xml(self._read(self.directory / name)))[0]
+            except AttestationError:
+                version = None
+            except Exception:  # defence in depth: an odd file never breaks the store
+                version = None
+            with self._lock:
+                self._index[name] = (entries[name], version)
+        with self._lock:
+            return {n: v for n, (_k, v) in self._index.items() if v is not None and n in entries}
+
+    def select(self, driver_version: str, vbios_version: str) -> tuple[bytes, bytes]:
+        """The raw driver RIM and VBIOS RIM for these versions (unverified: verify them)."""
+        versions = self.versions()
+        out: list[bytes] = []
+        for what, want in (("driver", driver_version), ("VBIOS", vbios_version)):
+            names = [n for n, v in versions.items() if v.lower() == want.lower()]
+            if not names:
+                raise _rim_error(f"no RIM for {what} version {want} in {self.directory}")
+            if len(names) > 1:
+                raise _rim_error(f"several RIMs for {what} version {want} in {self.directory}: "
+                                 f"{', '.join(sorted(names))}")
+            out.append(self._read(self.directory / names[0]))
+        return out[0], out[1]

@@ -60,6 +60,7 @@ from ._errors import (
 from ._tdx_collateral import (
     IntelPcsFetcher,
     TdxCollateral,
+    TdxCollateralDir,
     TdxTcbEvaluation,
     check_tdx_module,
     evaluate_tdx_tcb,
@@ -367,7 +368,7 @@ def _verify(
     now: datetime | None,
     expected_report_data: bytes | None,
     collateral: TdxCollateral | None,
-    fetcher: IntelPcsFetcher | None,
+    fetcher: IntelPcsFetcher | TdxCollateralDir | None,
 ) -> TdxClaims:
     at = _utc(now)
 
@@ -507,15 +508,16 @@ def verify_tdx(
     now: datetime | None = None,
     expected_report_data: bytes | None = None,
     collateral: TdxCollateral | None = None,
-    fetcher: IntelPcsFetcher | None = None,
+    fetcher: IntelPcsFetcher | TdxCollateralDir | None = None,
 ) -> TdxClaims:
     """Verify an Intel TDX quote (v4/v5) offline to the pinned Intel SGX Root CA.
 
     ``now``: verification time (default: current UTC time).  ``expected_report_data``: the
     64-byte REPORTDATA the request requires (``weightseal.attest.report_data(...)``).
     ``collateral``: TCB Info / QE Identity / CRLs; when given, ``tcb_status``, ``tcb_date``
-    and ``advisory_ids`` are filled.  ``fetcher``: only consulted when ``collateral`` is None
-    (network access is opt-in).  Raises only ``AttestationError`` with ``attest.tdx.*`` reasons.
+    and ``advisory_ids`` are filled.  ``fetcher``: only consulted when ``collateral`` is None:
+    an :class:`IntelPcsFetcher` (network access is opt-in) or a :class:`TdxCollateralDir`
+    (one set per FMSPC on disk).  Raises only ``AttestationError`` with ``attest.tdx.*`` reasons.
     """
     try:
         return _verify(quote, now, expected_report_data, collateral, fetcher)

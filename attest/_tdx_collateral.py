@@ -20,18 +20,22 @@ Enclave Identity structures:
       TCB level selection and status convergence as in Intel QVL (see
       :func:`evaluate_tdx_tcb`).
 
-Nothing is fetched unless a caller configures an :class:`IntelPcsFetcher`.
+Nothing is fetched unless a caller configures an :class:`IntelPcsFetcher`; :class:`TdxCollateralDir`
+serves collateral that an operator keeps on disk, one set per FMSPC.
 """
 
 from __future__ import annotations
 
 import json
+import os
+import re
 import threading
 import urllib.parse
 import urllib.request
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
 from cryptography import x509
@@ -66,6 +70,9 @@ __all__ = [
     "evaluate_tdx_tcb",
     "qe_identity_status",
     "IntelPcsFetcher",
+    "TdxCollateralDir",
+    "load_tdx_collateral_dir",
+    "COLLATERAL_FILES",
     "TCB_LEVEL_STATUSES",
 ]
 
@@ -902,3 +909,88 @@ class IntelPcsFetcher:
         with self._lock:
             self._cache[key] = (expires, col)
         return col
+
+
+# ---------------------------------------------------------------------------------------------
+# Collateral on disk (offline verifiers, the key service)
+# ---------------------------------------------------------------------------------------------
+
+#: File names of one collateral set, per :class:`TdxCollateral` field (first match wins).
+#: ``pck_crl_platform.*`` / ``pck_crl_processor.*`` are preferred over ``pck_crl.*`` for
+#: quotes whose PCK certificate comes from that CA.
+COLLATERAL_FILES: dict[str, tuple[str, ...]] = {
+    "tcb_info": ("tcb_info.json",),
+    "tcb_info_issuer_chain": ("tcb_info_issuer_chain.pem",),
+    "qe_identity": ("qe_identity.json",),
+    "qe_identity_issuer_chain": ("qe_identity_issuer_chain.pem",),
+    "pck_crl": ("pck_crl.der", "pck_crl.pem"),
+    "root_crl": ("root_crl.der", "root_crl.pem"),
+    "pck_crl_issuer_chain": ("pck_crl_issuer_chain.pem",),
+}
+_MAX_COLLATERAL_FILE = 4 << 20
+
+
+def load_tdx_collateral_dir(directory: str | os.PathLike[str], *, partial: bool = False,
+                            ca: str | None = None) -> TdxCollateral:
+    """One collateral set from a directory: ``tcb_info.json`` + ``tcb_info_issuer_chain.pem``
+    (always), ``qe_identity.json`` + ``qe_identity_issuer_chain.pem``, ``pck_crl.{der,pem}``
+    (or ``pck_crl_<ca>.{der,pem}``), ``root_crl.{der,pem}``, ``pck_crl_issuer_chain.pem``
+    (required at verification unless ``partial``).  Files are read as they are now; nothing is
+    trusted because it is on disk (:func:`verify_tdx_collateral` checks everything)."""
+    d = Path(directory)
+    found: dict[str, bytes] = {}
+    for name, files in COLLATERAL_FILES.items():
+        if name == "pck_crl" and ca in ("platform", "processor"):
+            files = (f"pck_crl_{ca}.der", f"pck_crl_{ca}.pem", *files)
+        for fname in files:
+            p = d / fname
+            if p.is_file():
+                try:
+                    with open(p, "rb") as fh:
+                        data = fh.read(_MAX_COLLATERAL_FILE + 1)
+                except OSError as exc:
+                    raise _cerr(f"cannot read {p} ({exc.strerror})") from None
+                if len(data) > _MAX_COLLATERAL_FILE:
+                    raise _cerr(f"{p} is too large")
+                found[name] = data
+                break
+    if "tcb_info" not in found or "tcb_info_issuer_chain" not in found:
+        raise _cerr(f"{d} needs tcb_info.json and tcb_info_issuer_chain.pem")
+    return TdxCollateral(allow_partial=partial, **found)
+
+
+class TdxCollateralDir:
+    """Collateral for a fleet of TDX platforms, kept on disk by the operator (e.g. a job that
+    mirrors Intel PCS or a PCCS): one subdirectory per FMSPC, named by its 12 lower-case hex
+    digits, each holding one set in the :func:`load_tdx_collateral_dir` layout::
+
+        tdx-collateral/50806f000000/{tcb_info.json, tcb_info_issuer_chain.pem, qe_identity.json, ...}
+
+    Pass it to ``verify_tdx(..., fetcher=...)`` (or the key service's
+    ``attestation.tdx_collateral_dir``): each quote is appraised with the set for its own
+    FMSPC, read afresh on every call, so replacing the files takes effect at once.  A platform
+    without a set is an error (``attest.tdx.collateral``), never a silent pass."""
+
+    def __init__(self, root: str | os.PathLike[str], *, allow_partial: bool = False) -> None:
+        self.root = Path(root)
+        self.allow_partial = allow_partial
+        if not self.root.is_dir():
+            raise _cerr(f"TDX collateral directory {self.root} does not exist")
+
+    def __repr__(self) -> str:
+        return f"TdxCollateralDir({str(self.root)!r}, allow_partial={self.allow_partial})"
+
+    def platforms(self) -> list[str]:
+        """The FMSPCs (hex) that have a collateral set."""
+        return sorted(p.name for p in self.root.iterdir() if p.is_dir() and _FMSPC_DIR.fullmatch(p.name))
+
+    def collateral(self, fmspc: bytes, ca: str, *, now: datetime) -> TdxCollateral:
+        if ca not in ("platform", "processor") or len(fmspc) != 6:
+            raise _cerr("bad collateral request")
+        d = self.root / bytes(fmspc).hex()
+        if not d.is_dir():
+            raise _cerr(f"no TDX collateral for FMSPC {bytes(fmspc).hex()} in {self.root}")
+        return load_tdx_collateral_dir(d, partial=self.allow_partial, ca=ca)
+
+
+_FMSPC_DIR = re.compile(r"[0-9a-f]{12}")

@@ -60,10 +60,11 @@ def verify_evidence(
     mock_keys: Collection[bytes] | None = None,
     now: _dt.datetime | None = None,
     tdx_collateral: Any = None,
-    gpu_rims: Sequence[bytes] = (),
+    gpu_rims: Any = (),
     gpu_reference: Any = None,
     snp_kds: Any = None,
     expected_gpu_nonce: bytes | None = None,
+    tdx_fetcher: Any = None,
 ) -> Claims:
     """Verify one piece of evidence and return its claims, or raise an ``AttestationError``.
 
@@ -72,7 +73,9 @@ def verify_evidence(
     For GPU evidence the expected SPDM nonce is ``gpu_nonce(expected_report_data)``.
     ``expected_gpu_nonce`` checks standalone GPU evidence against a raw 32-byte nonce instead
     (used by ``weightseal attest verify --gpu-nonce``); it cannot be combined with
-    ``expected_report_data``.
+    ``expected_report_data``.  Collateral: ``tdx_collateral`` (one set) or ``tdx_fetcher`` (a
+    ``TdxCollateralDir`` or ``IntelPcsFetcher``, asked for the quote's FMSPC); ``gpu_rims`` (the
+    two RIMs, or a ``RimStore`` to pick them from); ``gpu_reference``; ``snp_kds``.
     """
     if not isinstance(evidence, Evidence):
         raise UnsupportedEvidenceError("not an Evidence object", reason="attest.unsupported")
@@ -98,12 +101,15 @@ def verify_evidence(
     if plat is Platform.TDX:
         from ._tdx import verify_tdx
 
-        return verify_tdx(evidence.report, now=now, expected_report_data=expected_report_data, collateral=tdx_collateral)
+        return verify_tdx(evidence.report, now=now, expected_report_data=expected_report_data, collateral=tdx_collateral,
+                          fetcher=tdx_fetcher)
     if plat is Platform.NVGPU:
         from ._nvgpu import verify_gpu
+        from ._nvgpu_rim import RimStore
 
         nonce = gpu_nonce(expected_report_data) if expected_report_data is not None else expected_gpu_nonce
-        return verify_gpu(evidence.report, evidence.certs, now=now, expected_nonce=nonce, rims=tuple(gpu_rims),
+        return verify_gpu(evidence.report, evidence.certs, now=now, expected_nonce=nonce,
+                          rims=gpu_rims if isinstance(gpu_rims, RimStore) else tuple(gpu_rims),
                           reference=gpu_reference)
     raise UnsupportedEvidenceError(f"unsupported platform {plat!r}", reason="attest.unsupported")  # pragma: no cover
 
@@ -116,9 +122,10 @@ def verify_bundle(
     mock_keys: Collection[bytes] | None = None,
     now: _dt.datetime | None = None,
     tdx_collateral: Any = None,
-    gpu_rims: Sequence[bytes] = (),
+    gpu_rims: Any = (),
     gpu_reference: Any = None,
     snp_kds: Any = None,
+    tdx_fetcher: Any = None,
 ) -> list[Claims]:
     """Verify a request's evidence: exactly one CPU TEE (snp/tdx/mock) first, then 0..n GPUs,
     all bound to ``expected_report_data``.  The same GPU twice is rejected (``attest.bundle``)."""
@@ -140,7 +147,7 @@ def verify_bundle(
     for ev in evs:
         claims = verify_evidence(ev, expected_report_data=expected_report_data, allow_mock=allow_mock,
                                  mock_keys=mock_keys, now=now, tdx_collateral=tdx_collateral, gpu_rims=gpu_rims,
-                                 gpu_reference=gpu_reference, snp_kds=snp_kds)
+                                 gpu_reference=gpu_reference, snp_kds=snp_kds, tdx_fetcher=tdx_fetcher)
         if isinstance(claims, GpuClaims):
             if claims.ak_serial in serials:
                 raise AttestationError("the same GPU appears twice", reason="attest.bundle")

@@ -153,33 +153,33 @@ def _parse_now(s: str | None) -> _dt.datetime | None:
     return t if t.tzinfo else t.replace(tzinfo=_dt.UTC)
 
 
-_COLLATERAL_FILES = {
-    "tcb_info": ("tcb_info.json",),
-    "tcb_info_issuer_chain": ("tcb_info_issuer_chain.pem",),
-    "qe_identity": ("qe_identity.json",),
-    "qe_identity_issuer_chain": ("qe_identity_issuer_chain.pem",),
-    "pck_crl": ("pck_crl.der", "pck_crl.pem"),
-    "root_crl": ("root_crl.der", "root_crl.pem"),
-    "pck_crl_issuer_chain": ("pck_crl_issuer_chain.pem",),
-}
-
-
-def _load_tdx_collateral(directory: str, *, partial: bool) -> Any:
-    """A TDX collateral directory: ``tcb_info.json`` + ``tcb_info_issuer_chain.pem`` (required),
+def _load_tdx_collateral(directory: str, *, partial: bool) -> tuple[Any, Any]:
+    """``--collateral DIR``: one set (``tcb_info.json`` + ``tcb_info_issuer_chain.pem``, with
     ``qe_identity.json`` + ``qe_identity_issuer_chain.pem``, ``pck_crl.{der,pem}``,
-    ``root_crl.{der,pem}``, ``pck_crl_issuer_chain.pem`` (required unless ``partial``)."""
-    from ._tdx_collateral import TdxCollateral
+    ``root_crl.{der,pem}``, ``pck_crl_issuer_chain.pem`` required unless ``partial``), or a
+    fleet layout with one such set per FMSPC subdirectory (as the key service reads it).
+    Returns (collateral, fetcher)."""
+    from ._tdx_collateral import TdxCollateralDir, load_tdx_collateral_dir
 
     d = Path(directory)
-    found: dict[str, bytes] = {}
-    for field_name, names in _COLLATERAL_FILES.items():
-        for n in names:
-            if (d / n).is_file():
-                found[field_name] = _read(d / n, "collateral")
-                break
-    if "tcb_info" not in found or "tcb_info_issuer_chain" not in found:
-        raise _UsageError(f"{d} needs tcb_info.json and tcb_info_issuer_chain.pem")
-    return TdxCollateral(allow_partial=partial, **found)
+    if not d.is_dir():
+        raise _UsageError(f"--collateral {d}: not a directory")
+    if (d / "tcb_info.json").is_file():
+        return load_tdx_collateral_dir(d, partial=partial), None
+    store = TdxCollateralDir(d, allow_partial=partial)
+    if not store.platforms():
+        raise _UsageError(f"{d} needs tcb_info.json and tcb_info_issuer_chain.pem, or one such set per "
+                          "FMSPC subdirectory (12 hex digits)")
+    return None, store
+
+
+def _load_rims(paths: list[str] | None) -> Any:
+    """``--rim F F`` (the driver and VBIOS RIMs) or ``--rim DIR`` (a RimStore)."""
+    if paths and len(paths) == 1 and Path(paths[0]).is_dir():
+        from ._nvgpu_rim import RimStore
+
+        return RimStore(paths[0])
+    return tuple(_read(p, "RIM") for p in (paths or ()))
 
 
 def _print_claims_text(claims: Claims, out: Any) -> None:
@@ -210,7 +210,7 @@ def _cmd_verify(args: argparse.Namespace) -> int:
     if policy is not None and args.model_version is None:
         raise _UsageError("--policy needs --model-version")
     now = _parse_now(args.now)
-    rims = tuple(_read(p, "RIM") for p in (args.rim or ()))
+    rims = _load_rims(args.rim)
     mock_keys = [_hexarg(k, "--mock-key-pub", 32) for k in args.mock_key_pub] if args.mock_key_pub else None
     if args.allow_mock:
         print(_UNSAFE, file=sys.stderr)
@@ -219,9 +219,10 @@ def _cmd_verify(args: argparse.Namespace) -> int:
     rc = 1
     try:
         evs = read_evidence_file(args.evidence, platform=args.platform, certs=certs)
-        collateral = _load_tdx_collateral(args.collateral, partial=args.collateral_partial) if args.collateral else None
+        collateral, fetcher = (_load_tdx_collateral(args.collateral, partial=args.collateral_partial)
+                               if args.collateral else (None, None))
         kw: dict[str, Any] = dict(allow_mock=args.allow_mock, mock_keys=mock_keys, now=now,
-                                  tdx_collateral=collateral, gpu_rims=rims)
+                                  tdx_collateral=collateral, tdx_fetcher=fetcher, gpu_rims=rims)
         if evs[0].platform is not Platform.NVGPU:
             claims_list = verify_bundle(evs, expected, **kw)
         else:
@@ -396,10 +397,10 @@ def register(subparsers: Any) -> None:
     _add_binding_args(v)
     v.add_argument("--gpu-nonce", help="standalone GPU evidence: the raw 32-byte SPDM nonce to require (hex)")
     v.add_argument("--now", help="verification time, ISO-8601 (default: now)")
-    v.add_argument("--collateral", help="TDX collateral directory: tcb_info.json, tcb_info_issuer_chain.pem, qe_identity.json, qe_identity_issuer_chain.pem, pck_crl.der, root_crl.der")
+    v.add_argument("--collateral", help="TDX collateral directory: tcb_info.json, tcb_info_issuer_chain.pem, qe_identity.json, qe_identity_issuer_chain.pem, pck_crl.der, root_crl.der; or one such set per FMSPC subdirectory")
     v.add_argument("--collateral-partial", action="store_true",
                    help="accept TDX collateral without QE identity/CRLs (deliberate, e.g. offline)")
-    v.add_argument("--rim", nargs="+", help="NVIDIA RIM files (driver and VBIOS)")
+    v.add_argument("--rim", nargs="+", help="NVIDIA RIM files (driver and VBIOS), or one directory of RIMs to pick them from")
     v.add_argument("--allow-mock", action="store_true", help="accept UNSAFE mock evidence (development only)")
     v.add_argument("--mock-key-pub", action="append", help="trusted mock platform public key (hex; repeatable)")
     v.add_argument("--json", action="store_true", help="machine-readable output")

@@ -90,6 +90,15 @@ def test_verify_tdx_auto_detect_and_collateral(capsys: pytest.CaptureFixture[str
     shutil.copy(TDX_DIR / "derived" / "qeIdentityIssuerChain.pem", col / "qe_identity_issuer_chain.pem")
     rc, res = run_json(capsys, quote, "--now", "2023-07-01T01:00:00Z", "--collateral", str(col))
     assert rc == 1 and res["reason"] == "attest.tdx.tcb_status"
+    # the fleet layout the key service reads: one set per FMSPC; this quote's is 50806f000000
+    fleet = tmp_path / "fleet"
+    fleet.mkdir()
+    shutil.copytree(col, fleet / "90c06f000000")
+    rc, res = run_json(capsys, quote, "--now", "2023-07-01T01:00:00Z", "--collateral", str(fleet))
+    assert rc == 1 and res["reason"] == "attest.tdx.collateral" and "50806f000000" in res["message"]
+    shutil.copytree(col, fleet / "50806f000000")
+    rc, res = run_json(capsys, quote, "--now", "2023-07-01T01:00:00Z", "--collateral", str(fleet))
+    assert rc == 1 and res["reason"] == "attest.tdx.tcb_status"
 
 
 def test_verify_gpu_hex_with_nonce(capsys: pytest.CaptureFixture[str]) -> None:
@@ -102,7 +111,7 @@ def test_verify_gpu_hex_with_nonce(capsys: pytest.CaptureFixture[str]) -> None:
     assert rc == 1 and res["reason"] == "attest.gpu.nonce"
 
 
-def test_verify_gpu_legacy_with_rims(capsys: pytest.CaptureFixture[str]) -> None:
+def test_verify_gpu_legacy_with_rims(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
     leg = NV / "legacy"
     rc, res = run_json(capsys, str(leg / "attestationReport.txt"), "--certs", str(leg / "gpuAkCertChain.txt"),
                        "--now", "2023-10-01T00:00:00Z",
@@ -111,6 +120,17 @@ def test_verify_gpu_legacy_with_rims(capsys: pytest.CaptureFixture[str]) -> None
                        str(leg / "1010_0200_882_96005E0001_test_no_gpu.swidtag"))
     assert rc == 0, res
     assert res["claims"][0]["measurements_verified"] is True and res["claims"][0]["driver_version"] == "545.00"
+    # --rim DIR: the pair is picked from a directory of RIMs by the report's versions
+    rims = tmp_path / "rims"
+    rims.mkdir()
+    shutil.copy(leg / "Driver_RIM_test_no_gpu.swidtag", rims)
+    rc, res = run_json(capsys, str(leg / "attestationReport.txt"), "--certs", str(leg / "gpuAkCertChain.txt"),
+                       "--now", "2023-10-01T00:00:00Z", "--rim", str(rims))
+    assert rc == 1 and res["reason"] == "attest.gpu.rim" and "no RIM for VBIOS version" in res["message"]
+    shutil.copy(leg / "1010_0200_882_96005E0001_test_no_gpu.swidtag", rims)
+    rc, res = run_json(capsys, str(leg / "attestationReport.txt"), "--certs", str(leg / "gpuAkCertChain.txt"),
+                       "--now", "2023-10-01T00:00:00Z", "--rim", str(rims))
+    assert rc == 0 and res["claims"][0]["measurements_verified"] is True
 
 
 def test_verify_ppcie_evidence_list(capsys: pytest.CaptureFixture[str]) -> None:
