@@ -98,6 +98,18 @@ class MetricsConfig:
 @dataclass(frozen=True)
 class AttestationConfig:
     mock_keys: tuple[str, ...] = ()  # hex Ed25519 keys of trusted mock platforms (dev); empty = any
+    # Intel TDX collateral (TCB Info, QE Identity, CRLs -> tcb_status): one set per FMSPC in
+    # <dir>/<fmspc hex>/ (weightseal.attest.TdxCollateralDir), read afresh on every request ...
+    tdx_collateral_dir: str | None = None
+    tdx_collateral_partial: bool = False  # accept sets without QE Identity / CRLs (deliberate)
+    # ... or fetched from Intel PCS / a PCCS with the same API (network; cached until nextUpdate)
+    tdx_pcs_url: str | None = None
+    # NVIDIA RIMs (driver and VBIOS, every version in the fleet) to verify GPU measurements
+    gpu_rim_dir: str | None = None
+    # AMD KDS (https://kdsintf.amd.com) for VCEKs a guest does not supply (network), and an
+    # on-disk cache for them
+    snp_kds_url: str | None = None
+    snp_kds_cache_dir: str | None = None
 
 
 @dataclass(frozen=True)
@@ -133,6 +145,15 @@ class KmsConfig:
         for k in self.attestation.mock_keys:
             if len(k) != 64 or any(c not in "0123456789abcdefABCDEF" for c in k):
                 _bad("attestation.mock_keys entries must be 64 hex digits")
+        att = self.attestation
+        if att.tdx_collateral_dir and att.tdx_pcs_url:
+            _bad("attestation.tdx_collateral_dir and attestation.tdx_pcs_url are exclusive")
+        for name in ("tdx_pcs_url", "snp_kds_url"):
+            url = getattr(att, name)
+            if url is not None and not url.startswith("https://"):
+                _bad(f"attestation.{name} must be an https:// URL")
+        if att.snp_kds_cache_dir and not att.snp_kds_url:
+            _bad("attestation.snp_kds_cache_dir needs attestation.snp_kds_url")
         if self.tls.insecure and not self.dev:
             _bad("tls.insecure is only allowed in development mode")
         if not (self.tls.cert and self.tls.key and self.tls.client_ca):
@@ -238,7 +259,9 @@ _SECTIONS: dict[str, Any] = {
 }
 
 _PATH_FIELDS = {("tls", "cert"), ("tls", "key"), ("tls", "client_ca"), ("vault", "ca_cert"), ("vault", "secret_id_file"),
-                ("keys", "signing_key"), ("keys", "nonce_secret"), ("audit", "path")}
+                ("keys", "signing_key"), ("keys", "nonce_secret"), ("audit", "path"),
+                ("attestation", "tdx_collateral_dir"), ("attestation", "gpu_rim_dir"),
+                ("attestation", "snp_kds_cache_dir")}
 
 
 def _resolve_paths(cfg: KmsConfig, base: Path) -> KmsConfig:

@@ -96,8 +96,9 @@ class AttestationOptions:
     """Collateral and trust anchors handed to the verifiers."""
 
     mock_keys: Collection[bytes] | None = None
-    tdx_collateral: Any = None
-    gpu_rims: Sequence[bytes] = ()
+    tdx_collateral: Any = None  # one TdxCollateral for every quote (tests, single platform)
+    tdx_fetcher: Any = None  # TdxCollateralDir / IntelPcsFetcher: the set for each quote's FMSPC
+    gpu_rims: Any = ()  # the two RIMs, or a RimStore
     gpu_reference: Any = None
     snp_kds: Any = None
 
@@ -352,8 +353,8 @@ class KeyReleaser:
         now = _dt.datetime.fromtimestamp(self._clock(), tz=_dt.UTC)
         claims = verify_bundle(
             evidences, rd, allow_mock=allow_mock, mock_keys=self._att.mock_keys, now=now,
-            tdx_collateral=self._att.tdx_collateral, gpu_rims=self._att.gpu_rims,
-            gpu_reference=self._att.gpu_reference, snp_kds=self._att.snp_kds)
+            tdx_collateral=self._att.tdx_collateral, tdx_fetcher=self._att.tdx_fetcher,
+            gpu_rims=self._att.gpu_rims, gpu_reference=self._att.gpu_reference, snp_kds=self._att.snp_kds)
         ctx.claims = claims_summary(claims)
         # 6. policy
         decision = evaluate(policy, claims, model_version=version, allow_mock=allow_mock)

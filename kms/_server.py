@@ -245,6 +245,29 @@ def _open_audit(cfg: KmsConfig, signing_key: nacl.signing.SigningKey) -> Any:
     return AuditLog(cfg.audit.path, signing_key, replica=replica, checkpoint_every=cfg.audit.checkpoint_every)
 
 
+def attestation_options(cfg: KmsConfig) -> AttestationOptions:
+    """What the verifiers get besides the evidence: trusted mock keys (development), TDX
+    collateral per FMSPC (a directory, or Intel PCS / a PCCS), the fleet's NVIDIA RIMs, AMD KDS.
+    A configured directory that does not exist is a configuration error at start-up."""
+    from weightseal.attest._nvgpu_rim import RimStore
+    from weightseal.attest._snp_kds import KdsClient
+    from weightseal.attest._tdx_collateral import IntelPcsFetcher, TdxCollateralDir
+
+    att = cfg.attestation
+    mock_keys = [bytes.fromhex(k) for k in att.mock_keys] or None
+    try:
+        tdx_fetcher: Any = None
+        if att.tdx_collateral_dir:
+            tdx_fetcher = TdxCollateralDir(att.tdx_collateral_dir, allow_partial=att.tdx_collateral_partial)
+        elif att.tdx_pcs_url:
+            tdx_fetcher = IntelPcsFetcher(base_url=att.tdx_pcs_url)
+        rims: Any = RimStore(att.gpu_rim_dir) if att.gpu_rim_dir else ()
+    except AttestationError as exc:
+        raise ConfigError(str(exc).split(": ", 1)[-1], reason="config.invalid") from None
+    kds = KdsClient(cache_dir=att.snp_kds_cache_dir, base_url=att.snp_kds_url) if att.snp_kds_url else None
+    return AttestationOptions(mock_keys=mock_keys, tdx_fetcher=tdx_fetcher, gpu_rims=rims, snp_kds=kds)
+
+
 class Server:
     """A running key service.  Use as a context manager, or call :meth:`stop`."""
 
@@ -273,11 +296,10 @@ class Server:
         self.audit = audit if audit is not None else _open_audit(config, self.signing_key)
         self.metrics = KmsMetrics()
         self.nonces = NonceService(secret, ttl_seconds=config.nonce_ttl_seconds, clock=clock)
-        mock_keys = [bytes.fromhex(k) for k in config.attestation.mock_keys] or None
+        self.attestation = attestation_options(config)
         self.releaser = KeyReleaser(registry=self.registry, vault=self.vault, audit=self.audit, nonces=self.nonces,
                                     signing_key=self.signing_key, dev_mode=config.dev,
-                                    attestation=AttestationOptions(mock_keys=mock_keys), metrics=self.metrics,
-                                    clock=clock)
+                                    attestation=self.attestation, metrics=self.metrics, clock=clock)
         self.admin = ModelAdministrator(registry=self.registry, vault=self.vault, audit=self.audit,
                                         admins=config.auth.admins)
         self.audit_reader = AuditReader(config.audit.path, config.auth.admins)

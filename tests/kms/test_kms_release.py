@@ -306,3 +306,33 @@ def test_vault_stopped(pki: Any, tmp_path: Any, tee: UnsafeMockPlatform) -> None
                 assert getattr(ei.value, "reason", "") == "vault.unavailable"
             finally:
                 kms.close()
+
+
+def test_configured_collateral_reaches_the_verifiers(kms_factory: Any, tee: UnsafeMockPlatform, tmp_path: Any,
+                                                      monkeypatch: pytest.MonkeyPatch) -> None:
+    # attestation.tdx_collateral_dir / gpu_rim_dir in the service config end up in every
+    # verify_bundle call of a real release (through gRPC), as the stores the verifiers consult
+    import weightseal.kms._release as rel
+    from weightseal.attest._nvgpu_rim import RimStore
+    from weightseal.attest._tdx_collateral import TdxCollateralDir
+    from weightseal.kms._config import AttestationConfig
+
+    (tmp_path / "tdx").mkdir()
+    (tmp_path / "rims").mkdir()
+    kms = kms_factory(attestation=AttestationConfig(tdx_collateral_dir=str(tmp_path / "tdx"),
+                                                     gpu_rim_dir=str(tmp_path / "rims")))
+    seen: list[dict[str, Any]] = []
+    real = rel.verify_bundle
+
+    def spy(*a: Any, **kw: Any) -> Any:
+        seen.append(kw)
+        return real(*a, **kw)
+
+    monkeypatch.setattr(rel, "verify_bundle", spy)
+    registered(kms)
+    resp, _, _ = kms.release("m1", tee)
+    assert resp.signature and _last_release_record(kms)["kind"] == "grant"
+    assert len(seen) == 1
+    assert isinstance(seen[0]["tdx_fetcher"], TdxCollateralDir) and seen[0]["tdx_fetcher"].root == tmp_path / "tdx"
+    assert isinstance(seen[0]["gpu_rims"], RimStore) and seen[0]["gpu_rims"].directory == tmp_path / "rims"
+    assert seen[0]["tdx_fetcher"] is kms.server.attestation.tdx_fetcher

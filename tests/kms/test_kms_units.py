@@ -245,6 +245,11 @@ def test_config_file_env_and_paths(tmp_path: Path) -> None:
     (PROD.replace('vault: {address: "https://vault:8200", role_id: r, secret_id_file: /run/secrets/sid}', ""), {}),
     (PROD.replace("client_ca: tls/ca.pem", ""), {}),
     (PROD.replace("listen: 0.0.0.0:8443", "listen: nowhere"), {}),
+    (PROD + "attestation: {tdx_collateral_dir: tdx, tdx_pcs_url: 'https://pcs.example'}\n", {}),  # one source
+    (PROD + "attestation: {tdx_pcs_url: 'http://pcs.example'}\n", {}),  # plain http
+    (PROD, {"WEIGHTSEAL_KMS_ATTESTATION_SNP_KDS_URL": "kdsintf.amd.com"}),
+    (PROD + "attestation: {snp_kds_cache_dir: kds}\n", {}),  # a cache without KDS
+    (PROD + "attestation: {gpu_rim_dir: 5}\n", {}),
     ("[1, 2]", {}),
     ("a: [", {}),
 ])
@@ -314,3 +319,42 @@ def test_production_server_never_creates_service_keys(tmp_path):
         serve(cfg, vault_client=object())
     assert e.value.reason == "config.invalid" and "weightseal kms keygen" in str(e.value)
     assert not (tmp_path / "signing.key").exists() and not (tmp_path / "nonce.key").exists()
+
+
+def test_config_attestation_sources(tmp_path: Path) -> None:
+    from weightseal.attest._nvgpu_rim import RimStore
+    from weightseal.attest._snp_kds import KdsClient
+    from weightseal.attest._tdx_collateral import IntelPcsFetcher, TdxCollateralDir
+    from weightseal.kms._server import attestation_options
+
+    (tmp_path / "tdx").mkdir()
+    (tmp_path / "rims").mkdir()
+    text = PROD + ("attestation: {tdx_collateral_dir: tdx, gpu_rim_dir: rims,"
+                   " snp_kds_url: 'https://kds.example/vcek/v1', snp_kds_cache_dir: kds-cache}\n")
+    cfg = load_config(_write(tmp_path, text), env={"WEIGHTSEAL_KMS_ATTESTATION_TDX_COLLATERAL_PARTIAL": "yes"})
+    att = cfg.attestation
+    assert att.tdx_collateral_dir == str(tmp_path / "tdx") and att.tdx_collateral_partial is True
+    assert att.gpu_rim_dir == str(tmp_path / "rims") and att.snp_kds_cache_dir == str(tmp_path / "kds-cache")
+    opts = attestation_options(cfg)
+    assert isinstance(opts.tdx_fetcher, TdxCollateralDir) and opts.tdx_fetcher.root == tmp_path / "tdx"
+    assert opts.tdx_fetcher.allow_partial is True
+    assert isinstance(opts.gpu_rims, RimStore) and opts.gpu_rims.directory == tmp_path / "rims"
+    assert isinstance(opts.snp_kds, KdsClient)
+    assert repr(opts.snp_kds) == f"KdsClient(base_url='https://kds.example/vcek/v1', cache_dir={str(tmp_path / 'kds-cache')!r})"
+    # Intel PCS or a PCCS instead of a directory
+    pcs = load_config(_write(tmp_path, PROD + "attestation: {tdx_pcs_url: 'https://pccs.internal:8081/'}\n"), env={})
+    fetcher = attestation_options(pcs).tdx_fetcher
+    assert isinstance(fetcher, IntelPcsFetcher) and fetcher._base == "https://pccs.internal:8081"
+    # nothing configured: no collateral source, no RIMs, no network
+    plain = attestation_options(load_config(_write(tmp_path, PROD), env={}))
+    assert (plain.tdx_fetcher, plain.tdx_collateral, plain.gpu_rims, plain.snp_kds, plain.mock_keys) == (None, None, (), None, None)
+
+
+@pytest.mark.parametrize("key", ["tdx_collateral_dir", "gpu_rim_dir"])
+def test_config_attestation_directory_must_exist(tmp_path: Path, key: str) -> None:
+    from weightseal.kms._server import attestation_options
+
+    cfg = load_config(_write(tmp_path, PROD + f"attestation: {{{key}: absent}}\n"), env={})
+    with pytest.raises(ConfigError) as ei:
+        attestation_options(cfg)
+    assert ei.value.reason == "config.invalid" and str(tmp_path / "absent") in str(ei.value)
