@@ -54,6 +54,7 @@ from cryptography.hazmat.primitives.asymmetric import ec, padding, rsa
 from cryptography.hazmat.primitives.asymmetric.utils import encode_dss_signature
 
 from ._errors import AttestationError, ClaimsError, CollateralError
+from ._files import read_limited
 from ._nvgpu_x509 import check_validity, rim_root, strict_certificate_der, verify_chain
 
 __all__ = ["Rim", "GoldenMeasurement", "RimStore", "parse_rim", "verify_rim", "check_rims", "canonicalize"]
@@ -593,14 +594,7 @@ class RimStore:
         return f"RimStore({str(self.directory)!r})"
 
     def _read(self, p: Path) -> bytes:
-        try:
-            with open(p, "rb") as fh:
-                data = fh.read(MAX_RIM_BYTES + 1)
-        except OSError as exc:
-            raise _rim_error(f"cannot read {p} ({exc.strerror})") from None
-        if len(data) > MAX_RIM_BYTES:
-            raise _rim_error(f"{p} is too large for a RIM")
-        return data
+        return read_limited(p, MAX_RIM_BYTES, what="RIM", error=_rim_error)
 
     def versions(self) -> dict[str, str]:
         """``{file name: colloquial version}`` of the files that parse as RIMs."""

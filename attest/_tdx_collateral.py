@@ -43,6 +43,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 
 from ._claims import TDX_TCB_STATUSES
 from ._errors import AttestationError, CollateralError, TcbError
+from ._files import read_limited
 from ._tdx_der import PckTcb
 from ._tdx_pki import (
     check_crl,
@@ -945,14 +946,7 @@ def load_tdx_collateral_dir(directory: str | os.PathLike[str], *, partial: bool 
         for fname in files:
             p = d / fname
             if p.is_file():
-                try:
-                    with open(p, "rb") as fh:
-                        data = fh.read(_MAX_COLLATERAL_FILE + 1)
-                except OSError as exc:
-                    raise _cerr(f"cannot read {p} ({exc.strerror})") from None
-                if len(data) > _MAX_COLLATERAL_FILE:
-                    raise _cerr(f"{p} is too large")
-                found[name] = data
+                found[name] = read_limited(p, _MAX_COLLATERAL_FILE, what="collateral", error=_cerr)
                 break
     if "tcb_info" not in found or "tcb_info_issuer_chain" not in found:
         raise _cerr(f"{d} needs tcb_info.json and tcb_info_issuer_chain.pem")

@@ -15,6 +15,7 @@ from typing import Any
 from ._binding import report_data as make_report_data
 from ._claims import Claims, Evidence, Platform
 from ._errors import AttestationError, EvidenceParseError, PolicyDenied, WeightsealError
+from ._files import read_limited
 
 __all__ = ["register", "read_evidence_file", "sniff_platform"]
 
@@ -44,15 +45,7 @@ def _hexarg(value: str, name: str, nbytes: int | None = None) -> bytes:
 
 
 def _read(path: str | Path, what: str) -> bytes:
-    p = Path(path)
-    try:
-        with p.open("rb") as fh:
-            data = fh.read(_MAX_FILE + 1)
-    except OSError as exc:
-        raise _UsageError(f"cannot read {what} {p}: {exc.strerror}") from exc
-    if len(data) > _MAX_FILE:
-        raise _UsageError(f"{what} {p} is too large")
-    return data
+    return read_limited(path, _MAX_FILE, what=what, error=_UsageError)
 
 
 def _maybe_hex_text(data: bytes) -> bytes:

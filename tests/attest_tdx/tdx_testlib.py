@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import base64
+import dataclasses
 import re
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 DATA = Path(__file__).resolve().parents[1] / "data" / "attestation" / "tdx" / "go-tdx-guest"
 Q4 = (DATA / "tdx_prod_quote_SPR_E4.dat").read_bytes()
@@ -60,3 +62,19 @@ def reencode(der: bytes, like: bytes) -> bytes:
 def replace_der(quote: bytes, index: int, new_der: bytes) -> bytes:
     start, end, _ = pem_blocks(quote)[index]
     return quote[:start] + reencode(new_der, quote[start:end]) + quote[end:]
+
+
+def lower_first_tcb_level(monkeypatch: Any) -> None:
+    """Lower tcbLevels[0] of every parsed TCB Info after its signature check, as go-tdx-guest's
+    own test does before re-signing: the sample TCB Info has no level the sample quote reaches,
+    so this is how the full collateral path reaches a status with real, signed data."""
+    import weightseal.attest._tdx_collateral as col
+
+    real = col.parse_tcb_info
+
+    def patched(raw: bytes) -> Any:
+        info = real(raw)
+        lv0 = dataclasses.replace(info.tcb_levels[0], sgx_svns=(0,) * 16, tdx_svns=(0,) * 16)
+        return dataclasses.replace(info, tcb_levels=(lv0, *info.tcb_levels[1:]))
+
+    monkeypatch.setattr(col, "parse_tcb_info", patched)

@@ -7,7 +7,7 @@ import json
 from datetime import UTC, datetime
 
 import pytest
-from tdx_testlib import Q4, Q5, T4, T5, T2053, read
+from tdx_testlib import Q4, Q5, T4, T5, T2053, lower_first_tcb_level, read
 from weightseal.attest._errors import AttestationError
 from weightseal.attest._tdx import _PCK_CA_NAMES, _pck_extension, parse_tdx_quote, verify_tdx
 from weightseal.attest._tdx_collateral import (
@@ -119,16 +119,7 @@ def test_level_matching_on_parsed_structure() -> None:
 def test_v4_full_path_with_patched_levels(monkeypatch: pytest.MonkeyPatch) -> None:
     # Full verify_tdx path (signatures, CRLs, QE identity) with tcbLevels[0] lowered after
     # the signature check, as go-tdx-guest's test does before re-signing.
-    import weightseal.attest._tdx_collateral as col
-
-    real = col.parse_tcb_info
-
-    def patched(raw: bytes):  # type: ignore[no-untyped-def]
-        info = real(raw)
-        lv0 = dataclasses.replace(info.tcb_levels[0], sgx_svns=(0,) * 16, tdx_svns=(0,) * 16)
-        return dataclasses.replace(info, tcb_levels=(lv0, *info.tcb_levels[1:]))
-
-    monkeypatch.setattr(col, "parse_tcb_info", patched)
+    lower_first_tcb_level(monkeypatch)
     c = verify_tdx(Q4, now=T4, collateral=full())
     assert (c.tcb_status, c.tcb_date, c.advisory_ids) == ("UpToDate", "2023-02-15T00:00:00Z", ())
 

@@ -3,11 +3,10 @@ go-tdx-guest collateral (FMSPC 50806f000000) and quotes."""
 
 from __future__ import annotations
 
-import dataclasses
 from pathlib import Path
 
 import pytest
-from tdx_testlib import Q4, Q5, T4, T5, read
+from tdx_testlib import Q4, Q5, T4, T5, lower_first_tcb_level, read
 from weightseal.attest._errors import AttestationError
 from weightseal.attest._tdx import verify_tdx
 from weightseal.attest._tdx_collateral import TdxCollateralDir, load_tdx_collateral_dir
@@ -42,18 +41,7 @@ def _reason(fn, *a, **kw) -> tuple[str, str]:  # type: ignore[no-untyped-def]
 
 @pytest.fixture
 def lowered_levels(monkeypatch: pytest.MonkeyPatch) -> None:
-    """tcbLevels[0] lowered after the signature check, as go-tdx-guest's own test does (the
-    sample TCB Info has no level this quote reaches)."""
-    import weightseal.attest._tdx_collateral as col
-
-    real = col.parse_tcb_info
-
-    def patched(raw: bytes):  # type: ignore[no-untyped-def]
-        info = real(raw)
-        lv0 = dataclasses.replace(info.tcb_levels[0], sgx_svns=(0,) * 16, tdx_svns=(0,) * 16)
-        return dataclasses.replace(info, tcb_levels=(lv0, *info.tcb_levels[1:]))
-
-    monkeypatch.setattr(col, "parse_tcb_info", patched)
+    lower_first_tcb_level(monkeypatch)
 
 
 def test_quote_is_appraised_with_the_set_for_its_fmspc(tmp_path: Path, lowered_levels: None) -> None:
