@@ -40,6 +40,7 @@ import binascii
 import hashlib
 import hmac
 import os
+import stat
 import threading
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -599,11 +600,19 @@ class RimStore:
     def versions(self) -> dict[str, str]:
         """``{file name: colloquial version}`` of the files that parse as RIMs."""
         entries: dict[str, tuple[int, int]] = {}
-        for p in sorted(self.directory.iterdir()):
-            if p.name.startswith(".") or not p.is_file():
+        try:
+            listing = sorted(self.directory.iterdir())
+        except OSError as exc:
+            raise _rim_error(f"cannot list RIM directory {self.directory} ({exc.strerror})") from None
+        for p in listing:
+            if p.name.startswith("."):
                 continue
-            st = p.stat()
-            entries[p.name] = (st.st_mtime_ns, st.st_size)
+            try:
+                st = p.stat()
+            except OSError:  # removed meanwhile
+                continue
+            if stat.S_ISREG(st.st_mode):
+                entries[p.name] = (st.st_mtime_ns, st.st_size)
         with self._lock:
             for name in list(self._index):
                 if name not in entries:

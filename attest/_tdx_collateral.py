@@ -976,7 +976,10 @@ class TdxCollateralDir:
 
     def platforms(self) -> list[str]:
         """The FMSPCs (hex) that have a collateral set."""
-        return sorted(p.name for p in self.root.iterdir() if p.is_dir() and _FMSPC_DIR.fullmatch(p.name))
+        try:
+            return sorted(p.name for p in self.root.iterdir() if p.is_dir() and _FMSPC_DIR.fullmatch(p.name))
+        except OSError as exc:
+            raise _cerr(f"cannot list {self.root} ({exc.strerror})") from None
 
     def collateral(self, fmspc: bytes, ca: str, *, now: datetime) -> TdxCollateral:
         if ca not in ("platform", "processor") or len(fmspc) != 6:

@@ -88,3 +88,16 @@ def test_changes_are_picked_up_without_a_new_store(tmp_path: Path) -> None:
 def test_missing_directory(tmp_path: Path) -> None:
     reason, msg = _reason(RimStore, tmp_path / "absent")
     assert reason == "attest.gpu.rim" and "does not exist" in msg
+
+
+def test_directory_removed_under_a_running_service(tmp_path: Path) -> None:
+    d = _store(tmp_path)
+    store = RimStore(d)
+    assert len(store.versions()) == 2
+    for p in d.iterdir():
+        p.unlink()
+    d.rmdir()
+    reason, msg = _reason(store.versions)
+    assert reason == "attest.gpu.rim" and "cannot list RIM directory" in msg
+    rep, certs = legacy()
+    assert _reason(verify_gpu, rep, certs, now=RIM_VALID_AT, rims=store)[0] == "attest.gpu.rim"
