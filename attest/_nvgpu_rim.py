@@ -630,6 +630,18 @@ class RimStore:
         with self._lock:
             return {n: v for n, (_k, v) in self._index.items() if v is not None and n in entries}
 
+    def not_after(self) -> dict[tuple[str, str], datetime]:
+        """``{(file name, colloquial version): end of validity}`` of each RIM: the earliest
+        notAfter of its signing chain as the file carries it (not verified: for monitoring)."""
+        out: dict[tuple[str, str], datetime] = {}
+        for name, version in self.versions().items():
+            try:
+                certs = _parse_signature(_parse_xml(self._read(self.directory / name))).certs
+            except AttestationError:  # e.g. replaced by a non-RIM since it was indexed
+                continue
+            out[(name, version)] = min(c.not_valid_after_utc for c in certs)
+        return out
+
     def select(self, driver_version: str, vbios_version: str) -> tuple[bytes, bytes]:
         """The raw driver RIM and VBIOS RIM for these versions (unverified: verify them)."""
         versions = self.versions()

@@ -981,6 +981,22 @@ class TdxCollateralDir:
         except OSError as exc:
             raise _cerr(f"cannot list {self.root} ({exc.strerror})") from None
 
+    def next_updates(self) -> dict[tuple[str, str], datetime | None]:
+        """``{(fmspc, "tcb_info" | "qe_identity"): nextUpdate}`` as the files say (not
+        verified: for monitoring, so a set is renewed before verification starts refusing it);
+        None where the document is missing or unreadable."""
+        out: dict[tuple[str, str], datetime | None] = {}
+        for fmspc in self.platforms():
+            d = self.root / fmspc
+            for doc, fname, parse in (("tcb_info", "tcb_info.json", parse_tcb_info),
+                                      ("qe_identity", "qe_identity.json", parse_qe_identity)):
+                try:
+                    raw = read_limited(d / fname, _MAX_COLLATERAL_FILE, what="collateral", error=_cerr)
+                    out[(fmspc, doc)] = parse(raw).next_update
+                except AttestationError:
+                    out[(fmspc, doc)] = None
+        return out
+
     def collateral(self, fmspc: bytes, ca: str, *, now: datetime) -> TdxCollateral:
         if ca not in ("platform", "processor") or len(fmspc) != 6:
             raise _cerr("bad collateral request")

@@ -2,17 +2,63 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter, Histogram, start_http_server
+from prometheus_client.core import GaugeMetricFamily, Metric
+from weightseal.attest._errors import AttestationError
+from weightseal.attest._nvgpu_rim import RimStore
+from weightseal.attest._tdx_collateral import TdxCollateralDir
 
 __all__ = ["KmsMetrics"]
+
+
+class _CollateralCollector:
+    """Read at scrape time, from the same directories the verifiers read: when each TDX
+    collateral set and each NVIDIA RIM stops being accepted, so renewals can be alerted on
+    before releases start failing (e.g. ``weightseal_tdx_collateral_next_update_seconds -
+    time() < 7 * 86400``).  A set whose document is missing or unreadable reports 0."""
+
+    def __init__(self, tdx: TdxCollateralDir | None, rims: RimStore | None) -> None:
+        self.tdx = tdx
+        self.rims = rims
+
+    def collect(self) -> Iterator[Metric]:
+        readable = GaugeMetricFamily("weightseal_attestation_collateral_readable",
+                                     "1 if the configured collateral directory could be read", labels=["source"])
+        if self.tdx is not None:
+            g = GaugeMetricFamily("weightseal_tdx_collateral_next_update_seconds",
+                                  "nextUpdate of each TDX collateral document (Unix time; 0 = missing/unreadable)",
+                                  labels=["fmspc", "document"])
+            try:
+                for (fmspc, doc), t in sorted(self.tdx.next_updates().items()):
+                    g.add_metric([fmspc, doc], t.timestamp() if t is not None else 0.0)
+                readable.add_metric(["tdx"], 1.0)
+            except AttestationError:
+                readable.add_metric(["tdx"], 0.0)
+            yield g
+        if self.rims is not None:
+            r = GaugeMetricFamily("weightseal_gpu_rim_not_after_seconds",
+                                  "End of validity of each NVIDIA RIM's signing chain (Unix time)",
+                                  labels=["file", "version"])
+            try:
+                for (name, version), t in sorted(self.rims.not_after().items()):
+                    r.add_metric([name, version], t.timestamp())
+                readable.add_metric(["gpu_rims"], 1.0)
+            except AttestationError:
+                readable.add_metric(["gpu_rims"], 0.0)
+            yield r
+        yield readable
 
 
 class KmsMetrics:
     """``weightseal_releases_total{decision,reason}``, ``weightseal_release_seconds``,
     ``weightseal_vault_errors_total``, ``weightseal_challenges_total``,
-    ``weightseal_admin_calls_total{method,reason}``."""
+    ``weightseal_admin_calls_total{method,reason}``; with collateral directories configured,
+    ``weightseal_tdx_collateral_next_update_seconds{fmspc,document}``,
+    ``weightseal_gpu_rim_not_after_seconds{file,version}`` and
+    ``weightseal_attestation_collateral_readable{source}``."""
 
     def __init__(self) -> None:
         self.registry = CollectorRegistry()
@@ -28,6 +74,14 @@ class KmsMetrics:
                                    registry=self.registry)
         self._http: Any = None
         self.port: int | None = None
+
+    def watch_collateral(self, tdx: Any, rims: Any) -> None:
+        """Export the expiry of the collateral in these stores (others, e.g. a PCS fetcher or
+        explicit RIMs, are ignored)."""
+        tdx_dir = tdx if isinstance(tdx, TdxCollateralDir) else None
+        rim_store = rims if isinstance(rims, RimStore) else None
+        if tdx_dir is not None or rim_store is not None:
+            self.registry.register(_CollateralCollector(tdx_dir, rim_store))
 
     def observe_release(self, decision: str, reason: str, seconds: float) -> None:
         self.releases.labels(decision=decision, reason=reason).inc()

@@ -295,8 +295,9 @@ class Server:
         self.registry = Registry(self.vault)
         self.audit = audit if audit is not None else _open_audit(config, self.signing_key)
         self.metrics = KmsMetrics()
-        self.nonces = NonceService(secret, ttl_seconds=config.nonce_ttl_seconds, clock=clock)
         self.attestation = attestation_options(config)
+        self.metrics.watch_collateral(self.attestation.tdx_fetcher, self.attestation.gpu_rims)
+        self.nonces = NonceService(secret, ttl_seconds=config.nonce_ttl_seconds, clock=clock)
         self.releaser = KeyReleaser(registry=self.registry, vault=self.vault, audit=self.audit, nonces=self.nonces,
                                     signing_key=self.signing_key, dev_mode=config.dev,
                                     attestation=self.attestation, metrics=self.metrics, clock=clock)

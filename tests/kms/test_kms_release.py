@@ -336,3 +336,57 @@ def test_configured_collateral_reaches_the_verifiers(kms_factory: Any, tee: Unsa
     assert isinstance(seen[0]["tdx_fetcher"], TdxCollateralDir) and seen[0]["tdx_fetcher"].root == tmp_path / "tdx"
     assert isinstance(seen[0]["gpu_rims"], RimStore) and seen[0]["gpu_rims"].directory == tmp_path / "rims"
     assert seen[0]["tdx_fetcher"] is kms.server.attestation.tdx_fetcher
+
+
+def test_collateral_expiry_is_exported_as_metrics(kms_factory: Any, tmp_path: Any, data_dir: Any) -> None:
+    # real go-tdx-guest collateral and nvtrust RIMs in the layout the service reads; the
+    # metrics report the dates the documents themselves carry
+    import base64
+    import re
+    import shutil
+    from datetime import datetime
+
+    from cryptography import x509
+    from weightseal.kms._config import AttestationConfig
+
+    tdx_src = data_dir / "attestation" / "tdx" / "go-tdx-guest"
+    fleet = tmp_path / "tdx" / "50806f000000"
+    fleet.mkdir(parents=True)
+    shutil.copy(tdx_src / "collateral" / "sample_tcbInfo_response", fleet / "tcb_info.json")
+    shutil.copy(tdx_src / "derived" / "tcbInfoIssuerChain.pem", fleet / "tcb_info_issuer_chain.pem")
+    (tmp_path / "tdx" / "90c06f000000").mkdir()  # a platform whose set is still empty
+    rims = tmp_path / "rims"
+    rims.mkdir()
+    leg = data_dir / "attestation" / "nvgpu" / "nvtrust" / "legacy"
+    shutil.copy(leg / "Driver_RIM_test_no_gpu.swidtag", rims / "driver.swidtag")
+    kms = kms_factory(metrics=True, attestation=AttestationConfig(tdx_collateral_dir=str(tmp_path / "tdx"),
+                                                                  gpu_rim_dir=str(rims)))
+
+    def scrape() -> dict[str, float]:
+        body = urllib.request.urlopen(f"http://127.0.0.1:{kms.server.metrics_port}/metrics", timeout=5).read().decode()  # noqa: S310
+        return {m.group(1): float(m.group(2)) for m in re.finditer(r"^(weightseal_(?:tdx|gpu|attestation)\S*) (\S+)$", body, re.M)}
+
+    def ts(s: str) -> float:
+        return datetime.fromisoformat(s.replace("Z", "+00:00")).timestamp()
+
+    tcb_next = json.loads((fleet / "tcb_info.json").read_bytes())["tcbInfo"]["nextUpdate"]
+    xml = (rims / "driver.swidtag").read_text()
+    certs = [x509.load_der_x509_certificate(base64.b64decode("".join(c.split())))
+             for c in re.findall(r"<(?:\w+:)?X509Certificate>(.*?)</(?:\w+:)?X509Certificate>", xml, re.S)]
+    assert certs
+    got = scrape()
+    assert got['weightseal_tdx_collateral_next_update_seconds{document="tcb_info",fmspc="50806f000000"}'] == ts(tcb_next)
+    assert got['weightseal_tdx_collateral_next_update_seconds{document="qe_identity",fmspc="50806f000000"}'] == 0.0
+    assert got['weightseal_tdx_collateral_next_update_seconds{document="tcb_info",fmspc="90c06f000000"}'] == 0.0
+    assert got['weightseal_gpu_rim_not_after_seconds{file="driver.swidtag",version="545.00"}'] == min(
+        c.not_valid_after_utc.timestamp() for c in certs)
+    assert got['weightseal_attestation_collateral_readable{source="tdx"}'] == 1.0
+    assert got['weightseal_attestation_collateral_readable{source="gpu_rims"}'] == 1.0
+    # renewed files show up at the next scrape; a vanished directory is reported, not hidden
+    shutil.copy(tdx_src / "collateral" / "sample_qeIdentity_response", fleet / "qe_identity.json")
+    qe_next = json.loads((fleet / "qe_identity.json").read_bytes())["enclaveIdentity"]["nextUpdate"]
+    shutil.rmtree(rims)
+    got = scrape()
+    assert got['weightseal_tdx_collateral_next_update_seconds{document="qe_identity",fmspc="50806f000000"}'] == ts(qe_next)
+    assert got['weightseal_attestation_collateral_readable{source="gpu_rims"}'] == 0.0
+    assert not any(k.startswith("weightseal_gpu_rim_not_after_seconds{") for k in got)
