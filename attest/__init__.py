@@ -33,7 +33,7 @@ from ._errors import (
 )
 from ._mock import UnsafeMockPlatform, verify_mock
 from ._nvgpu import verify_gpu
-from ._policy import Decision, Policy, evaluate
+from ._policy import Decision, Policy, evaluate, policy_from_claims
 from ._snp import verify_snp
 from ._snp_kds import KdsClient
 from ._tdx import verify_tdx
@@ -82,6 +82,7 @@ __all__ = [
     "detect",
     "dumps_bundle",
     "evaluate",
+    "policy_from_claims",
     "gpu_nonce",
     "load_bundle",
     "loads_bundle",

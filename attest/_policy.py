@@ -56,6 +56,7 @@ __all__ = [
     "SnpMinTcb",
     "Decision",
     "evaluate",
+    "policy_from_claims",
 ]
 
 POLICY_VERSION = 1
@@ -851,3 +852,62 @@ def _decision(policy: Policy, idx: int, prof: Profile, cpu: SnpClaims | TdxClaim
         gpus=tuple({"ak_serial": g.ak_serial, "driver_version": g.driver_version, "vbios_version": g.vbios_version}
                    for g in gpus),
     )
+
+
+# ---------------------------------------------------------------------------------------------
+# a starting point from golden evidence
+
+
+def policy_from_claims(claims: Sequence[Claims], *, model_versions: Sequence[int],
+                       name: str | None = None, description: str | None = None) -> Policy:
+    """A policy that admits exactly the platform these verified claims describe -- typically a
+    reference VM booted from the image to be trusted (``weightseal attest verify EVIDENCE
+    --write-policy FILE``): its launch measurement (TDX: MRTD, RTMR0-2, MRSEAM), nothing below
+    its TCB, its VMPL/signing key/product, its GPUs' driver and VBIOS versions.  RTMR3 (runtime,
+    workload-defined) and chip ids are left open.  It is a starting point to review, not a
+    judgement: it trusts whatever that reference VM ran.  Evidence from a debug-enabled guest
+    is refused (``policy.invalid``): a release policy must never admit debug."""
+    if not claims or isinstance(claims[0], GpuClaims):
+        _fail("claims", "need the CPU TEE's verified claims first (then any GPUs)")
+    c = claims[0]
+    gpus = [g for g in claims[1:] if isinstance(g, GpuClaims)]
+    if len(gpus) != len(claims) - 1:
+        _fail("claims", "only GPU claims may follow the CPU TEE's")
+    if c.debug:
+        _fail("claims", "the evidence comes from a debug-enabled guest; a release policy never allows debug")
+    profile: dict[str, Any] = {"platform": c.platform.value, "name": name or f"{c.platform.value}-golden"}
+    if isinstance(c, SnpClaims):
+        t = c.reported_tcb
+        min_tcb: dict[str, Any] = {"bootloader": t.bootloader, "tee": t.tee, "snp": t.snp, "microcode": t.microcode}
+        if t.fmc is not None:
+            min_tcb["fmc"] = t.fmc
+        profile.update(measurements=[c.measurement.hex()], min_tcb=min_tcb, vmpl=[c.vmpl],
+                       signing_keys=[c.signing_key], products=[c.product], min_guest_svn=c.guest_svn,
+                       allow_migration_agent=c.migrate_ma)
+        for field_name, value in (("host_data", c.host_data), ("family_id", c.family_id), ("image_id", c.image_id)):
+            if any(value):
+                profile[field_name] = [value.hex()]
+    elif isinstance(c, TdxClaims):
+        profile.update(mrtd=[c.mr_td.hex()], mrseam=[c.mr_seam.hex()], min_tee_tcb_svn=c.tee_tcb_svn.hex(),
+                       xfam=[c.xfam.hex()], **{f"rtmr{i}": [c.rtmrs[i].hex()] for i in range(3)})
+        for field_name, value in (("mr_config_id", c.mr_config_id), ("mr_owner", c.mr_owner)):
+            if any(value):
+                profile[field_name] = [value.hex()]
+        if c.tcb_status is not None:
+            profile["tcb_status"] = [c.tcb_status]
+    else:
+        assert isinstance(c, MockClaims)
+        profile.update(measurements=[c.measurement.hex()], min_tcb=c.tcb, platform_keys=[c.platform_key.hex()])
+    if gpus:
+        profile["gpu"] = {
+            "required": True,
+            "count": len(gpus),
+            "driver_versions": sorted({g.driver_version for g in gpus}),
+            "vbios_versions": sorted({g.vbios_version for g in gpus}),
+            "measurements_verified_required": all(g.measurements_verified for g in gpus),
+            "allow_ppcie": any(g.ppcie for g in gpus),
+        }
+    doc: dict[str, Any] = {"version": POLICY_VERSION, "model_versions": list(model_versions), "profiles": [profile]}
+    if description is not None:
+        doc["description"] = description
+    return Policy.from_dict(doc)

@@ -202,6 +202,9 @@ def _cmd_verify(args: argparse.Namespace) -> int:
     policy = Policy.load(args.policy) if args.policy else None
     if policy is not None and args.model_version is None:
         raise _UsageError("--policy needs --model-version")
+    model_versions = _model_versions(args.model_versions) if args.write_policy else None
+    if args.write_policy and policy is not None:
+        raise _UsageError("--write-policy derives a new policy; do not combine it with --policy")
     now = _parse_now(args.now)
     rims = _load_rims(args.rim)
     mock_keys = [_hexarg(k, "--mock-key-pub", 32) for k in args.mock_key_pub] if args.mock_key_pub else None
@@ -232,6 +235,8 @@ def _cmd_verify(args: argparse.Namespace) -> int:
             result["verdict"], result["reason"] = "allowed", None
         else:
             result["verdict"], result["reason"] = "verified", None
+        if model_versions is not None:
+            result["written_policy"] = _write_policy(args.write_policy, claims_list, model_versions)
         rc = 0
     except PolicyDenied as exc:
         result["verdict"], result["reason"], result["rule"] = "denied", exc.reason, exc.rule
@@ -258,7 +263,39 @@ def _cmd_verify(args: argparse.Namespace) -> int:
         print(line)
         if result.get("message"):
             print(f"  {result['message']}")
+        if "written_policy" in result:
+            print(f"policy written to {args.write_policy} ({result['written_policy']}): review it before "
+                  "registering it")
     return rc
+
+
+def _model_versions(text: str | None) -> list[int]:
+    if not text:
+        raise _UsageError("--write-policy needs --model-versions (e.g. 1 or 1,2)")
+    try:
+        out = [int(x) for x in text.split(",") if x.strip()]
+    except ValueError:
+        raise _UsageError(f"--model-versions {text!r}: a comma-separated list of integers") from None
+    if not out:
+        raise _UsageError("--model-versions is empty")
+    return out
+
+
+def _write_policy(path: str, claims: list[Claims], model_versions: list[int]) -> str:
+    """A policy admitting exactly the verified platform (see ``policy_from_claims``), written as
+    indented JSON to a new file; returns its digest."""
+    from ._policy import policy_from_claims
+
+    pol = policy_from_claims(claims, model_versions=model_versions)
+    text = json.dumps(pol.to_dict(), indent=2, sort_keys=True) + "\n"
+    try:
+        with open(path, "x", encoding="utf-8") as fh:
+            fh.write(text)
+    except FileExistsError:
+        raise _UsageError(f"{path} exists; refusing to overwrite") from None
+    except OSError as exc:
+        raise _UsageError(f"cannot write {path}: {exc.strerror}") from None
+    return pol.digest
 
 
 # ---------------------------------------------------------------------------------------------
@@ -387,6 +424,10 @@ def register(subparsers: Any) -> None:
     v.add_argument("--certs", help="certificates for a raw report (SNP VCEK/VLEK [+ASK/ARK], GPU PEM chain)")
     v.add_argument("--policy", help="policy document (JSON or YAML) to evaluate")
     v.add_argument("--model-version", type=int, help="model version to evaluate the policy for")
+    v.add_argument("--write-policy", metavar="FILE",
+                   help="write a policy admitting exactly this verified platform (golden evidence): "
+                        "its measurement, nothing below its TCB, its GPUs' versions; review it")
+    v.add_argument("--model-versions", help="with --write-policy: releasable model versions, e.g. 1,2")
     _add_binding_args(v)
     v.add_argument("--gpu-nonce", help="standalone GPU evidence: the raw 32-byte SPDM nonce to require (hex)")
     v.add_argument("--now", help="verification time, ISO-8601 (default: now)")
