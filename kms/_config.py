@@ -102,8 +102,11 @@ class AttestationConfig:
     # <dir>/<fmspc hex>/ (weightseal.attest.TdxCollateralDir), read afresh on every request ...
     tdx_collateral_dir: str | None = None
     tdx_collateral_partial: bool = False  # accept sets without QE Identity / CRLs (deliberate)
-    # ... or fetched from Intel PCS / a PCCS with the same API (network; cached until nextUpdate)
+    # ... or fetched from Intel PCS / a PCCS with the same API (network; cached until nextUpdate);
+    # the Intel root CA CRL from tdx_root_crl_url (default: Intel's; a PCCS serves it at
+    # <pccs>/sgx/certification/v4/rootcacrl)
     tdx_pcs_url: str | None = None
+    tdx_root_crl_url: str | None = None
     # NVIDIA RIMs (driver and VBIOS, every version in the fleet) to verify GPU measurements
     gpu_rim_dir: str | None = None
     # AMD KDS (https://kdsintf.amd.com) for VCEKs a guest does not supply (network), and an
@@ -148,7 +151,9 @@ class KmsConfig:
         att = self.attestation
         if att.tdx_collateral_dir and att.tdx_pcs_url:
             _bad("attestation.tdx_collateral_dir and attestation.tdx_pcs_url are exclusive")
-        for name in ("tdx_pcs_url", "snp_kds_url"):
+        if att.tdx_root_crl_url and not att.tdx_pcs_url:
+            _bad("attestation.tdx_root_crl_url needs attestation.tdx_pcs_url")
+        for name in ("tdx_pcs_url", "tdx_root_crl_url", "snp_kds_url"):
             url = getattr(att, name)
             if url is not None and not url.startswith("https://"):
                 _bad(f"attestation.{name} must be an https:// URL")

@@ -249,6 +249,7 @@ def test_config_file_env_and_paths(tmp_path: Path) -> None:
     (PROD + "attestation: {tdx_pcs_url: 'http://pcs.example'}\n", {}),  # plain http
     (PROD, {"WEIGHTSEAL_KMS_ATTESTATION_SNP_KDS_URL": "kdsintf.amd.com"}),
     (PROD + "attestation: {snp_kds_cache_dir: kds}\n", {}),  # a cache without KDS
+    (PROD + "attestation: {tdx_root_crl_url: 'https://pccs/rootcacrl'}\n", {}),  # without a PCS
     (PROD + "attestation: {gpu_rim_dir: 5}\n", {}),
     ("[1, 2]", {}),
     ("a: [", {}),
@@ -345,6 +346,11 @@ def test_config_attestation_sources(tmp_path: Path) -> None:
     pcs = load_config(_write(tmp_path, PROD + "attestation: {tdx_pcs_url: 'https://pccs.internal:8081/'}\n"), env={})
     fetcher = attestation_options(pcs).tdx_fetcher
     assert isinstance(fetcher, IntelPcsFetcher) and fetcher._base == "https://pccs.internal:8081"
+    assert fetcher._root_crl_url == "https://certificates.trustedservices.intel.com/IntelSGXRootCA.der"
+    pccs = load_config(_write(tmp_path, PROD + "attestation: {tdx_pcs_url: 'https://pccs.internal:8081',"
+                                           " tdx_root_crl_url: 'https://pccs.internal:8081/sgx/certification/v4/rootcacrl'}\n"), env={})
+    fetcher = attestation_options(pccs).tdx_fetcher
+    assert fetcher._root_crl_url == "https://pccs.internal:8081/sgx/certification/v4/rootcacrl"
     # nothing configured: no collateral source, no RIMs, no network
     plain = attestation_options(load_config(_write(tmp_path, PROD), env={}))
     assert (plain.tdx_fetcher, plain.tdx_collateral, plain.gpu_rims, plain.snp_kds, plain.mock_keys) == (None, None, (), None, None)
