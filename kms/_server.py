@@ -260,8 +260,8 @@ def attestation_options(cfg: KmsConfig) -> AttestationOptions:
         if att.tdx_collateral_dir:
             tdx_fetcher = TdxCollateralDir(att.tdx_collateral_dir, allow_partial=att.tdx_collateral_partial)
         elif att.tdx_pcs_url:
-            extra = {"root_crl_url": att.tdx_root_crl_url} if att.tdx_root_crl_url else {}
-            tdx_fetcher = IntelPcsFetcher(base_url=att.tdx_pcs_url, **extra)
+            tdx_fetcher = (IntelPcsFetcher(base_url=att.tdx_pcs_url, root_crl_url=att.tdx_root_crl_url)
+                           if att.tdx_root_crl_url else IntelPcsFetcher(base_url=att.tdx_pcs_url))
         rims: Any = RimStore(att.gpu_rim_dir) if att.gpu_rim_dir else ()
     except AttestationError as exc:
         raise ConfigError(str(exc).split(": ", 1)[-1], reason="config.invalid") from None
