@@ -21,6 +21,8 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.hazmat.primitives.asymmetric.utils import decode_dss_signature
 from cryptography.x509.oid import NameOID
+from der_build import oid as _oid
+from der_build import tlv as _tlv
 from weightseal.attest import _nvgpu
 from weightseal.attest._errors import AttestationError
 from weightseal.attest._nvgpu import parse_gpu_report, verify_gpu
@@ -29,27 +31,6 @@ NOW = datetime(2030, 1, 1, tzinfo=UTC)
 NONCE = bytes(range(32))
 FWID = bytes(range(0x80, 0x80 + 48))
 SHA384_OID = "2.16.840.1.101.3.4.2.2"
-
-
-def _tlv(tag: int, content: bytes) -> bytes:
-    n = len(content)
-    if n < 0x80:
-        return bytes([tag, n]) + content
-    lb = n.to_bytes((n.bit_length() + 7) // 8, "big")
-    return bytes([tag, 0x80 | len(lb)]) + lb + content
-
-
-def _oid(dotted: str) -> bytes:
-    arcs = [int(a) for a in dotted.split(".")]
-    out = bytearray()
-    for arc in [arcs[0] * 40 + arcs[1], *arcs[2:]]:
-        chunk = [arc & 0x7F]
-        arc >>= 7
-        while arc:
-            chunk.append(0x80 | (arc & 0x7F))
-            arc >>= 7
-        out.extend(reversed(chunk))
-    return _tlv(0x06, bytes(out))
 
 
 def _fwid(digest: bytes) -> bytes:

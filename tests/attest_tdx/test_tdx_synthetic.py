@@ -21,32 +21,19 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.hazmat.primitives.asymmetric.utils import decode_dss_signature
 from cryptography.x509.oid import NameOID
+from der_build import oid as _oid
+from der_build import seq as _seq
+from der_build import tlv as _tlv
 from weightseal.attest import _tdx_pki
 from weightseal.attest._errors import AttestationError
 from weightseal.attest._tdx import parse_tdx_quote, verify_tdx
-from weightseal.attest._tdx_der import encode_oid, parse_sgx_extension
+from weightseal.attest._tdx_der import parse_sgx_extension
 
 NOW = datetime(2030, 1, 1, tzinfo=UTC)
 SGX = "1.2.840.113741.1.13.1"
 
 
 # --------------------------------------------------------------------------- DER building
-
-
-def _tlv(tag: int, content: bytes) -> bytes:
-    n = len(content)
-    if n < 0x80:
-        return bytes([tag, n]) + content
-    lb = n.to_bytes((n.bit_length() + 7) // 8, "big")
-    return bytes([tag, 0x80 | len(lb)]) + lb + content
-
-
-def _seq(*items: bytes) -> bytes:
-    return _tlv(0x30, b"".join(items))
-
-
-def _oid(dotted: str) -> bytes:
-    return _tlv(0x06, encode_oid(dotted))
 
 
 def _int(v: int, tag: int = 0x02) -> bytes:
