@@ -35,6 +35,7 @@ from ._mock import UnsafeMockPlatform, verify_mock
 from ._nvgpu import verify_gpu
 from ._policy import Decision, Policy, evaluate, policy_from_claims
 from ._snp import verify_snp
+from ._snp_crl import SnpCrlDir, SnpCrlFile, SnpCrlStatus, check_snp_crl
 from ._snp_kds import KdsClient
 from ._tdx import verify_tdx
 from ._tdx_collateral import TdxCollateral
@@ -71,6 +72,9 @@ __all__ = [
     "PolicyFormatError",
     "SignatureError",
     "SnpClaims",
+    "SnpCrlDir",
+    "SnpCrlFile",
+    "SnpCrlStatus",
     "SnpTcb",
     "TcbError",
     "TdxClaims",
@@ -78,6 +82,7 @@ __all__ = [
     "UnsafeMockPlatform",
     "UnsupportedEvidenceError",
     "WeightsealError",
+    "check_snp_crl",
     "collect",
     "detect",
     "dumps_bundle",

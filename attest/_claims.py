@@ -148,6 +148,7 @@ class SnpClaims(_ClaimsBase):
     launch_mit_vector: int | None = None  # v5+
     current_mit_vector: int | None = None  # v5+
     product_name: str | None = None  # VCEK/VLEK productName extension, e.g. "Milan-B0"
+    crl_checked: bool = False  # the operator's current ARK CRL was checked: ASK/ASVK not revoked
 
 
 @dataclass(frozen=True)

@@ -23,6 +23,7 @@ __all__ = [
     "CertificateParts",
     "certificate_tlvs",
     "split_certificate",
+    "split_crl",
     "TAG_BOOLEAN",
     "TAG_INTEGER",
     "TAG_BIT_STRING",
@@ -230,5 +231,23 @@ def split_certificate(
         tbs=tbs.raw(der),
         algorithm=alg.raw(der),
         tbs_algorithm=tbs_alg.raw(der),
+        signature=sig.value(der)[1:],
+    )
+
+
+def split_crl(der: bytes) -> CertificateParts:
+    """Split a CRL strictly: ``CertificateList ::= SEQUENCE { tbsCertList, signatureAlgorithm,
+    signatureValue }`` (RFC 5280 section 5.1, same outer shape as a certificate) and, in the
+    TBSCertList, ``version INTEGER OPTIONAL`` then ``signature AlgorithmIdentifier``."""
+    tbs, alg, sig = certificate_tlvs(der, nonempty_signature=True)
+    first = read_tlv(der, tbs.value_start, tbs.end)
+    if first.tag == TAG_INTEGER:
+        first = read_tlv(der, first.end, tbs.end)
+    if first.tag != TAG_SEQUENCE:
+        raise DerError("TBSCertList signature algorithm")
+    return CertificateParts(
+        tbs=tbs.raw(der),
+        algorithm=alg.raw(der),
+        tbs_algorithm=first.raw(der),
         signature=sig.value(der)[1:],
     )

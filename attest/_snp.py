@@ -22,6 +22,10 @@ VCEK/VLEK certificate specification.  The steps are numbered in the code:
 6. Signature: ECDSA P-384 / SHA-384 over bytes 0x000..0x29F, R and S little-endian 72-byte
    fields (``attest.snp.signature``); an all-zero SIGNATURE (MASK_CHIP_KEY) is rejected.
 7. Binding: REPORT_DATA must equal ``expected_report_data`` when given (``attest.snp.binding``).
+8. Revocation (``_snp_crl``): with a ``crl`` source, the product's ARK CRL must be authentic,
+   current (``attest.snp.crl`` / ``attest.snp.crl_expired``) and must not list the chain's
+   ASK/ASVK (``attest.snp.revoked``); the claims then say ``crl_checked=True``.  A CRL carried
+   in the certificate table is also honoured, but only to deny.
 
 Debug, VMPL, measurement, minimum TCB and so on are policy questions and are left to the policy
 layer; they are all in the returned :class:`SnpClaims`.
@@ -29,7 +33,7 @@ layer; they are all in the returned :class:`SnpClaims`.
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import UTC, datetime
 
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric.utils import encode_dss_signature
@@ -55,6 +59,7 @@ from ._snp_certs import (
     select_and_verify,
     split_snp_certs,
 )
+from ._snp_crl import SnpCrlSource, check_snp_crl
 from ._snp_kds import KdsClient
 from ._snp_report import SIGNING_KEY_VLEK, SnpReport, parse_snp_report
 from ._x509util import verify_ecdsa
@@ -72,6 +77,9 @@ SNP_REASONS = (
     "attest.snp.binding",
     "attest.snp.expired",
     "attest.snp.product",
+    "attest.snp.crl",
+    "attest.snp.crl_expired",
+    "attest.snp.revoked",
 )
 
 
@@ -84,7 +92,9 @@ def decode_tcb(raw: int, product: str) -> SnpTcb:
     return SnpTcb(raw=raw, bootloader=b[0], tee=b[1], snp=b[6], microcode=b[7])
 
 
-def snp_claims_from_report(rep: SnpReport, product: str, product_name: str | None = None) -> SnpClaims:
+def snp_claims_from_report(
+    rep: SnpReport, product: str, product_name: str | None = None, *, crl_checked: bool = False
+) -> SnpClaims:
     """Build claims from a report whose signature and chain were already verified."""
     return SnpClaims(
         platform=Platform.SNP,
@@ -130,6 +140,7 @@ def snp_claims_from_report(rep: SnpReport, product: str, product_name: str | Non
         launch_mit_vector=rep.launch_mit_vector,
         current_mit_vector=rep.current_mit_vector,
         product_name=product_name,
+        crl_checked=crl_checked,
     )
 
 
@@ -161,6 +172,7 @@ def _verify(
     kds: KdsClient | None,
     product: str | None,
     trust_roots: SnpTrustRoots | None,
+    crl: SnpCrlSource | None = None,
 ) -> SnpClaims:
     # 1. Parse the report (raw or hex) with bounds and reserved-field checks.
     rep = parse_snp_report(report)
@@ -187,7 +199,7 @@ def _verify(
             raise CertificateChainError(f"no {key_type.upper()} certificate supplied", reason="attest.snp.chain")
         candidates = [want_product or cpuid_prod] if (want_product or cpuid_prod) else ["Milan", "Genoa"]
         kds_bundle = _kds_leaf(rep, kds, [p for p in candidates if p])
-        bundle = SnpCertBundle(leaves=kds_bundle.leaves, cas=bundle.cas)
+        bundle = SnpCertBundle(leaves=kds_bundle.leaves, cas=bundle.cas, crl=bundle.crl)
 
     # 4. Chain to the pinned AMD roots; validity; product.
     end: SnpEndorsement = select_and_verify(bundle, key_type, now=now, trust_roots=trust_roots)
@@ -228,7 +240,30 @@ def _verify(
     if expected_report_data is not None:
         check_report_data(rep.report_data, expected_report_data, "snp")
 
-    return snp_claims_from_report(rep, end.product, end.product_name)
+    # 8. Revocation of the chain's ASK/ASVK by the product's ARK CRL.
+    t_now = now if now is not None else datetime.now(UTC)
+    if t_now.tzinfo is None:
+        t_now = t_now.replace(tzinfo=UTC)
+    if bundle.crl is not None:
+        check_snp_crl(bundle.crl, end.product, end.key_type, now=t_now, trust_roots=trust_roots,
+                      require_current=False)
+    crl_checked = False
+    if crl is not None:
+        try:
+            data = crl.snp_crl(end.product, end.key_type)
+        except AttestationError as exc:
+            if exc.reason == "attest.snp.crl":
+                raise
+            raise CollateralError(f"SNP CRL unavailable ({exc.reason})", reason="attest.snp.crl") from None
+        except Exception as exc:
+            raise CollateralError(f"SNP CRL source failed ({type(exc).__name__})", reason="attest.snp.crl") from None
+        if data is None:
+            raise CollateralError(f"no ARK CRL available for {end.product} {end.key_type.upper()} chains",
+                                  reason="attest.snp.crl")
+        check_snp_crl(data, end.product, end.key_type, now=t_now, trust_roots=trust_roots)
+        crl_checked = True
+
+    return snp_claims_from_report(rep, end.product, end.product_name, crl_checked=crl_checked)
 
 
 def verify_snp(
@@ -240,6 +275,7 @@ def verify_snp(
     kds: KdsClient | None = None,
     product: str | None = None,
     trust_roots: SnpTrustRoots | None = None,
+    crl: SnpCrlSource | None = None,
 ) -> SnpClaims:
     """Verify an AMD SEV-SNP attestation report and return its claims.
 
@@ -249,13 +285,16 @@ def verify_snp(
     ``expected_report_data``: the 64 bytes the report must carry (see ``report_data()``).
     ``kds``: fetch a missing VCEK from AMD KDS (no network unless given).  ``product``:
     expected product ("Milan", "Genoa", "Turin", optionally with stepping, "Milan-B0").
-    ``trust_roots``: replace the pinned AMD roots (tests; future products).
+    ``trust_roots``: replace the pinned AMD roots (tests; future products).  ``crl``: where to
+    get the ARK CRL (``SnpCrlDir``, ``SnpCrlFile``, ``KdsClient``); without it revocation is
+    not checked and the claims say ``crl_checked=False``.
 
     Raises only :class:`AttestationError` subclasses with reason codes
-    ``attest.snp.{parse,chain,expired,product,tcb_mismatch,chip_id,signature,binding}``.
+    ``attest.snp.{parse,chain,expired,product,tcb_mismatch,chip_id,signature,binding,crl,
+    crl_expired,revoked}``.
     """
     try:
-        return _verify(report, certs, now, expected_report_data, kds, product, trust_roots)
+        return _verify(report, certs, now, expected_report_data, kds, product, trust_roots, crl)
     except AttestationError:
         raise
     except Exception as exc:

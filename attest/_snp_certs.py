@@ -237,6 +237,7 @@ class SnpCertBundle:
 
     leaves: list[tuple[str | None, bytes, x509.Certificate]] = field(default_factory=list)
     cas: list[tuple[bytes, x509.Certificate]] = field(default_factory=list)
+    crl: bytes | None = None  # the table's "crl" entry (host-supplied ARK CRL), unparsed
 
 
 def _looks_like_der(blob: bytes) -> bool:
@@ -252,7 +253,8 @@ def _looks_like_der(blob: bytes) -> bool:
 def split_snp_certs(certs: bytes | None) -> SnpCertBundle:
     """Step 3: accept (a) one DER or PEM VCEK/VLEK, (b) VCEK/VLEK + ASK/ASVK + ARK as a PEM
     bundle, concatenated DER, or a DER leaf followed by PEM, or (c) an extended-report
-    certificate table (only the VCEK, VLEK, ASK and ARK entries are used)."""
+    certificate table (the VCEK, VLEK, ASK and ARK entries, and the CRL entry kept unparsed in
+    ``bundle.crl`` for the revocation check)."""
     bundle = SnpCertBundle()
     if certs is None:
         return bundle
@@ -270,6 +272,7 @@ def split_snp_certs(certs: bytes | None) -> SnpCertBundle:
     else:
         table = parse_snp_cert_table(blob)
         pieces = [(name, data) for name, data in table.items() if name in ("vcek", "vlek", "ask", "ark")]
+        bundle.crl = table.get("crl")
     for hint, data in pieces:
         for der, cert in _load_or_chain_err(data):
             key = cert.public_key()

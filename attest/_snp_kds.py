@@ -10,8 +10,14 @@ URLs (AMD "VCEK Certificate and KDS Interface Specification"):
 * VCEK, Milan/Genoa: ``/vcek/v1/{product}/{hwid: 64 bytes hex}?blSPL=&teeSPL=&snpSPL=&ucodeSPL=``
 * VCEK, Turin: ``/vcek/v1/Turin/{hwid: first 8 bytes of CHIP_ID hex}?fmcSPL=&blSPL=&teeSPL=&snpSPL=&ucodeSPL=``
 * ASK+ARK: ``/vcek/v1/{product}/cert_chain``; ASVK+ARK: ``/vlek/v1/{product}/cert_chain``
+* ARK CRL: ``/vcek/v1/{product}/crl``, ``/vlek/v1/{product}/crl``
 
 A VLEK cannot be fetched (KDS hands it to the cloud provider only).
+
+Certificates never change, so they are cached for good.  A CRL does: ``snp_crl`` keeps the
+last one fetched (in memory and in ``cache_dir``) for ``crl_refresh_seconds`` (default one
+hour), then asks KDS again; if KDS cannot be reached the last copy is used, and the verifier's
+freshness check (``nextUpdate``) decides whether it is still good enough.
 """
 
 from __future__ import annotations
@@ -19,6 +25,8 @@ from __future__ import annotations
 import hashlib
 import os
 import tempfile
+import threading
+import time
 from collections.abc import Callable
 from pathlib import Path
 
@@ -65,10 +73,18 @@ class KdsClient:
         *,
         cache_dir: str | os.PathLike[str] | None = None,
         base_url: str = KDS_BASE_URL,
+        crl_refresh_seconds: float = 3600.0,
+        clock: Callable[[], float] = time.time,
     ) -> None:
         self._fetcher: Fetcher = fetcher if fetcher is not None else urllib_fetcher
         self._cache = Path(cache_dir) if cache_dir is not None else None
         self._base = base_url.rstrip("/")
+        if not crl_refresh_seconds > 0:
+            raise ValueError("crl_refresh_seconds must be positive")
+        self._crl_refresh = float(crl_refresh_seconds)
+        self._clock = clock
+        self._crl_lock = threading.Lock()
+        self._crls: dict[str, tuple[float, bytes]] = {}  # url -> (fetched at, CRL)
 
     def __repr__(self) -> str:
         return f"KdsClient(base_url={self._base!r}, cache_dir={str(self._cache) if self._cache else None!r})"
@@ -95,6 +111,11 @@ class KdsClient:
             raise _kds_err(f"unknown product {product!r}")
         return f"{self._base}/{'vlek' if vlek else 'vcek'}/v1/{product}/cert_chain"
 
+    def crl_url(self, product: str, *, vlek: bool = False) -> str:
+        if product not in ("Milan", "Genoa", "Turin"):
+            raise _kds_err(f"unknown product {product!r}")
+        return f"{self._base}/{'vlek' if vlek else 'vcek'}/v1/{product}/crl"
+
     # -- fetching ---------------------------------------------------------------------------
 
     def fetch_vcek(self, product: str, chip_id: bytes, tcb: SnpTcb) -> bytes:
@@ -105,6 +126,57 @@ class KdsClient:
         """PEM ASK (or ASVK) + ARK; only ever compared against the pinned copies."""
         return self.get(self.cert_chain_url(product, vlek=vlek))
 
+    def snp_crl(self, product: str, key_type: str) -> bytes:
+        """The ARK CRL for ``product`` and ``key_type`` ("vcek"/"vlek"), not yet verified
+        (``SnpCrlSource`` for ``verify_snp(crl=...)``).  Refreshed after
+        ``crl_refresh_seconds``; the last copy is returned when KDS cannot be reached."""
+        if key_type not in ("vcek", "vlek"):
+            raise _kds_err(f"unknown key type {key_type!r}")
+        url = self.crl_url(product, vlek=key_type == "vlek")
+        now = self._clock()
+        with self._crl_lock:
+            held = self._crls.get(url)
+        if held is None:
+            held = self._crl_from_disk(url)
+        if held is not None and 0 <= now - held[0] < self._crl_refresh:
+            return held[1]
+        try:
+            data = self._fetch(url)
+        except CollateralError:
+            if held is not None:
+                return held[1]
+            raise
+        with self._crl_lock:
+            self._crls[url] = (now, data)
+        path = self._cache_path(url, ".crl")
+        if path is not None:
+            self._store(path, data)
+        return data
+
+    def _crl_from_disk(self, url: str) -> tuple[float, bytes] | None:
+        path = self._cache_path(url, ".crl")
+        if path is None:
+            return None
+        try:
+            fetched = path.stat().st_mtime
+            data = path.read_bytes()
+        except OSError:
+            return None
+        if not 0 < len(data) <= MAX_RESPONSE:
+            return None
+        return fetched, data
+
+    def _fetch(self, url: str) -> bytes:
+        try:
+            data = self._fetcher(url)
+        except CollateralError:
+            raise
+        except Exception as exc:
+            raise _kds_err(f"KDS fetch failed ({type(exc).__name__})") from None
+        if not isinstance(data, bytes | bytearray) or not data or len(data) > MAX_RESPONSE:
+            raise _kds_err("KDS returned an empty or oversized response")
+        return bytes(data)
+
     def get(self, url: str) -> bytes:
         path = self._cache_path(url)
         if path is not None and path.is_file():
@@ -114,23 +186,15 @@ class KdsClient:
                 data = b""
             if 0 < len(data) <= MAX_RESPONSE:
                 return data
-        try:
-            data = self._fetcher(url)
-        except CollateralError:
-            raise
-        except Exception as exc:
-            raise _kds_err(f"KDS fetch failed ({type(exc).__name__})") from None
-        if not isinstance(data, bytes | bytearray) or not data or len(data) > MAX_RESPONSE:
-            raise _kds_err("KDS returned an empty or oversized response")
-        data = bytes(data)
+        data = self._fetch(url)
         if path is not None:
             self._store(path, data)
         return data
 
-    def _cache_path(self, url: str) -> Path | None:
+    def _cache_path(self, url: str, suffix: str = ".cert") -> Path | None:
         if self._cache is None:
             return None
-        return self._cache / (hashlib.sha256(url.encode()).hexdigest() + ".cert")
+        return self._cache / (hashlib.sha256(url.encode()).hexdigest() + suffix)
 
     def _store(self, path: Path, data: bytes) -> None:
         try:

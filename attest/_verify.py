@@ -65,6 +65,7 @@ def verify_evidence(
     snp_kds: Any = None,
     expected_gpu_nonce: bytes | None = None,
     tdx_fetcher: Any = None,
+    snp_crl: Any = None,
 ) -> Claims:
     """Verify one piece of evidence and return its claims, or raise an ``AttestationError``.
 
@@ -75,7 +76,8 @@ def verify_evidence(
     (used by ``weightseal attest verify --gpu-nonce``); it cannot be combined with
     ``expected_report_data``.  Collateral: ``tdx_collateral`` (one set) or ``tdx_fetcher`` (a
     ``TdxCollateralDir`` or ``IntelPcsFetcher``, asked for the quote's FMSPC); ``gpu_rims`` (the
-    two RIMs, or a ``RimStore`` to pick them from); ``gpu_reference``; ``snp_kds``.
+    two RIMs, or a ``RimStore`` to pick them from); ``gpu_reference``; ``snp_kds``;
+    ``snp_crl`` (an ``SnpCrlSource``: ``SnpCrlDir``, ``SnpCrlFile`` or a ``KdsClient``).
     """
     if not isinstance(evidence, Evidence):
         raise UnsupportedEvidenceError("not an Evidence object", reason="attest.unsupported")
@@ -97,7 +99,8 @@ def verify_evidence(
     if plat is Platform.SNP:
         from ._snp import verify_snp
 
-        return verify_snp(evidence.report, evidence.certs, now=now, expected_report_data=expected_report_data, kds=snp_kds)
+        return verify_snp(evidence.report, evidence.certs, now=now, expected_report_data=expected_report_data, kds=snp_kds,
+                          crl=snp_crl)
     if plat is Platform.TDX:
         from ._tdx import verify_tdx
 
@@ -126,6 +129,7 @@ def verify_bundle(
     gpu_reference: Any = None,
     snp_kds: Any = None,
     tdx_fetcher: Any = None,
+    snp_crl: Any = None,
 ) -> list[Claims]:
     """Verify a request's evidence: exactly one CPU TEE (snp/tdx/mock) first, then 0..n GPUs,
     all bound to ``expected_report_data``.  The same GPU twice is rejected (``attest.bundle``)."""
@@ -147,7 +151,8 @@ def verify_bundle(
     for ev in evs:
         claims = verify_evidence(ev, expected_report_data=expected_report_data, allow_mock=allow_mock,
                                  mock_keys=mock_keys, now=now, tdx_collateral=tdx_collateral, gpu_rims=gpu_rims,
-                                 gpu_reference=gpu_reference, snp_kds=snp_kds, tdx_fetcher=tdx_fetcher)
+                                 gpu_reference=gpu_reference, snp_kds=snp_kds, tdx_fetcher=tdx_fetcher,
+                                 snp_crl=snp_crl)
         if isinstance(claims, GpuClaims):
             if claims.ak_serial in serials:
                 raise AttestationError("the same GPU appears twice", reason="attest.bundle")

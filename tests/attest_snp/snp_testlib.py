@@ -271,3 +271,33 @@ def pem(cert: x509.Certificate) -> bytes:
 
 def expired_leaf_window() -> tuple[datetime, datetime]:
     return NOW_SYNTH - timedelta(days=400), NOW_SYNTH - timedelta(days=1)
+
+
+# ---------------------------------------------------------------------------------------------
+# Signed synthetic evidence (VCEK + report) for one product
+
+CHIP = bytes(range(1, 65))
+TURIN_CHIP = bytes(range(1, 9)) + bytes(56)
+
+
+def synth_vcek(product: str, *, tag: str = "default", hwid: bytes | None = None, **kw: object) -> bytes:
+    spl = dict(bl=3, tee=1, snp=20, ucode=210)
+    if product == "Turin":
+        spl.update(fmc=1)
+    spl.update(kw)  # type: ignore[arg-type]
+    h = hwid if hwid is not None else (TURIN_CHIP[:8] if product == "Turin" else CHIP)
+    return der(synth_product(product).leaf("vcek", leaf_key(tag), hwid=h, **spl))  # type: ignore[arg-type]
+
+
+def synth_tcb(product: str, **kw: int) -> int:
+    spl = dict(bl=3, tee=1, snp=20, ucode=210, fmc=1 if product == "Turin" else 0)
+    spl.update(kw)
+    return tcb_u64(product, **spl)
+
+
+def synth_report(product: str, *, tag: str = "default", **kw: object) -> bytes:
+    kw.setdefault("tcb", synth_tcb(product))
+    if product == "Turin":
+        kw.setdefault("chip_id", TURIN_CHIP)
+    r = build_report(product=product, **kw)  # type: ignore[arg-type]
+    return sign_report(r, leaf_key(tag))

@@ -29,6 +29,9 @@ SNP_REASONS = {
     "attest.snp.binding",
     "attest.snp.expired",
     "attest.snp.product",
+    "attest.snp.crl",
+    "attest.snp.crl_expired",
+    "attest.snp.revoked",
 }
 assert SNP_REASONS == set(_snp.SNP_REASONS)
 

@@ -9,15 +9,18 @@ from pathlib import Path
 
 import pytest
 from snp_testlib import (
+    CHIP,
     NOW_SYNTH,
-    build_report,
+    TURIN_CHIP,
     der,
     gsg_report,
     leaf_key,
     pem,
-    sign_report,
     synth_product,
+    synth_report,
     synth_roots,
+    synth_tcb,
+    synth_vcek,
     tcb_u64,
 )
 from weightseal.attest import (
@@ -31,31 +34,9 @@ from weightseal.attest._snp import verify_snp
 from weightseal.attest._snp_certs import build_snp_cert_table
 from weightseal.attest._snp_kds import KdsClient
 
-CHIP = bytes(range(1, 65))
-TURIN_CHIP = bytes(range(1, 9)) + bytes(56)
-
-
-def _vcek(product: str, *, tag: str = "default", hwid: bytes | None = None, **kw: object) -> bytes:
-    spl = dict(bl=3, tee=1, snp=20, ucode=210)
-    if product == "Turin":
-        spl.update(fmc=1)
-    spl.update(kw)  # type: ignore[arg-type]
-    h = hwid if hwid is not None else (TURIN_CHIP[:8] if product == "Turin" else CHIP)
-    return der(synth_product(product).leaf("vcek", leaf_key(tag), hwid=h, **spl))  # type: ignore[arg-type]
-
-
-def _tcb(product: str, **kw: int) -> int:
-    spl = dict(bl=3, tee=1, snp=20, ucode=210, fmc=1 if product == "Turin" else 0)
-    spl.update(kw)
-    return tcb_u64(product, **spl)
-
-
-def _report(product: str, *, tag: str = "default", **kw: object) -> bytes:
-    kw.setdefault("tcb", _tcb(product))
-    if product == "Turin":
-        kw.setdefault("chip_id", TURIN_CHIP)
-    r = build_report(product=product, **kw)  # type: ignore[arg-type]
-    return sign_report(r, leaf_key(tag))
+_vcek = synth_vcek
+_tcb = synth_tcb
+_report = synth_report
 
 
 def _verify(report: bytes, certs: bytes, **kw: object):  # type: ignore[no-untyped-def]
