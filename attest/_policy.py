@@ -258,10 +258,11 @@ class SnpRules:
     allow_migration_agent: bool = False
     allow_smt: bool = True
     products: tuple[str, ...] | None = None
+    require_crl: bool = False
 
     FIELDS = ("measurements", "min_tcb", "allow_debug", "vmpl", "signing_keys", "chip_ids", "host_data",
               "family_id", "image_id", "id_key_digests", "min_guest_svn", "allow_migration_agent",
-              "allow_smt", "products")
+              "allow_smt", "products", "require_crl")
 
     @classmethod
     def from_dict(cls, d: Mapping[str, Any], where: str) -> SnpRules:
@@ -286,6 +287,7 @@ class SnpRules:
             allow_migration_agent=_bool(d.get("allow_migration_agent", False), f"{where}.allow_migration_agent"),
             allow_smt=_bool(d.get("allow_smt", True), f"{where}.allow_smt"),
             products=_strlist(d["products"], f"{where}.products", _SNP_PRODUCTS) if "products" in d else None,
+            require_crl=_bool(d.get("require_crl", False), f"{where}.require_crl"),
         )
 
     def to_dict(self) -> dict[str, Any]:
@@ -300,6 +302,9 @@ class SnpRules:
         }
         if self.min_tcb is not None:
             out["min_tcb"] = self.min_tcb.to_dict()
+        if self.require_crl:
+            # Only when set: policies written before the rule existed keep their digest.
+            out["require_crl"] = True
         for name in ("chip_ids", "host_data", "family_id", "image_id", "id_key_digests", "products"):
             v = getattr(self, name)
             if v is not None:
@@ -660,10 +665,16 @@ def _snp_checks(r: SnpRules, c: SnpClaims) -> list[tuple[str, Check]]:
     def id_key() -> None:
         _in(c.id_key_digest.hex(), r.id_key_digests, "policy.id_key_digest", "id_key_digests", "ID key digest")
 
+    def crl() -> None:
+        if r.require_crl and not c.crl_checked:
+            raise _RuleFail("policy.crl", "require_crl",
+                            "the ASK/ASVK was not checked against a current AMD CRL (no CRL source configured)")
+
     return [("measurements", measurement), ("allow_debug", debug), ("vmpl", vmpl), ("signing_keys", signing_key),
             ("products", product), ("min_tcb", tcb), ("min_guest_svn", guest_svn),
             ("allow_migration_agent", migration_agent), ("allow_smt", smt), ("chip_ids", chip_id),
-            ("host_data", host_data), ("family_id", family_id), ("image_id", image_id), ("id_key_digests", id_key)]
+            ("host_data", host_data), ("family_id", family_id), ("image_id", image_id), ("id_key_digests", id_key),
+            ("require_crl", crl)]
 
 
 def _tdx_checks(r: TdxRules, c: TdxClaims) -> list[tuple[str, Check]]:
@@ -863,7 +874,8 @@ def policy_from_claims(claims: Sequence[Claims], *, model_versions: Sequence[int
     """A policy that admits exactly the platform these verified claims describe -- typically a
     reference VM booted from the image to be trusted (``weightseal attest verify EVIDENCE
     --write-policy FILE``): its launch measurement (TDX: MRTD, RTMR0-2, MRSEAM), nothing below
-    its TCB, its VMPL/signing key/product, its GPUs' driver and VBIOS versions.  RTMR3 (runtime,
+    its TCB, its VMPL/signing key/product (and, if its SNP chain was checked against a CRL,
+    ``require_crl``), its GPUs' driver and VBIOS versions.  RTMR3 (runtime,
     workload-defined) and chip ids are left open.  It is a starting point to review, not a
     judgement: it trusts whatever that reference VM ran.  Evidence from a debug-enabled guest
     is refused (``policy.invalid``): a release policy must never admit debug."""
@@ -884,6 +896,8 @@ def policy_from_claims(claims: Sequence[Claims], *, model_versions: Sequence[int
         profile.update(measurements=[c.measurement.hex()], min_tcb=min_tcb, vmpl=[c.vmpl],
                        signing_keys=[c.signing_key], products=[c.product], min_guest_svn=c.guest_svn,
                        allow_migration_agent=c.migrate_ma)
+        if c.crl_checked:
+            profile["require_crl"] = True
         for field_name, value in (("host_data", c.host_data), ("family_id", c.family_id), ("image_id", c.image_id)):
             if any(value):
                 profile[field_name] = [value.hex()]

@@ -175,6 +175,21 @@ def _load_rims(paths: list[str] | None) -> Any:
     return tuple(_read(p, "RIM") for p in (paths or ()))
 
 
+def _load_snp_crl(path: str | None) -> Any:
+    """``--snp-crl FILE`` (one ARK CRL, DER or PEM) or ``--snp-crl DIR`` (``SnpCrlDir``:
+    ``milan_vcek.crl`` ..., as the key service reads it)."""
+    if not path:
+        return None
+    from ._snp_crl import SnpCrlDir, SnpCrlFile
+
+    p = Path(path)
+    if p.is_dir():
+        return SnpCrlDir(p)
+    if not p.is_file():
+        raise _UsageError(f"--snp-crl {p}: no such file or directory")
+    return SnpCrlFile(p)
+
+
 def _print_claims_text(claims: Claims, out: Any) -> None:
     d = claims.to_dict()
     plat = d.pop("platform", "?")
@@ -207,6 +222,7 @@ def _cmd_verify(args: argparse.Namespace) -> int:
         raise _UsageError("--write-policy derives a new policy; do not combine it with --policy")
     now = _parse_now(args.now)
     rims = _load_rims(args.rim)
+    snp_crl = _load_snp_crl(args.snp_crl)
     mock_keys = [_hexarg(k, "--mock-key-pub", 32) for k in args.mock_key_pub] if args.mock_key_pub else None
     if args.allow_mock:
         print(_UNSAFE, file=sys.stderr)
@@ -218,7 +234,7 @@ def _cmd_verify(args: argparse.Namespace) -> int:
         collateral, fetcher = (_load_tdx_collateral(args.collateral, partial=args.collateral_partial)
                                if args.collateral else (None, None))
         kw: dict[str, Any] = dict(allow_mock=args.allow_mock, mock_keys=mock_keys, now=now,
-                                  tdx_collateral=collateral, tdx_fetcher=fetcher, gpu_rims=rims)
+                                  tdx_collateral=collateral, tdx_fetcher=fetcher, gpu_rims=rims, snp_crl=snp_crl)
         if evs[0].platform is not Platform.NVGPU:
             claims_list = verify_bundle(evs, expected, **kw)
         else:
@@ -434,6 +450,9 @@ def register(subparsers: Any) -> None:
     v.add_argument("--collateral", help="TDX collateral directory: tcb_info.json, tcb_info_issuer_chain.pem, qe_identity.json, qe_identity_issuer_chain.pem, pck_crl.der, root_crl.der; or one such set per FMSPC subdirectory")
     v.add_argument("--collateral-partial", action="store_true",
                    help="accept TDX collateral without QE identity/CRLs (deliberate, e.g. offline)")
+    v.add_argument("--snp-crl", metavar="FILE|DIR",
+                   help="AMD ARK CRL (DER or PEM, from https://kdsintf.amd.com/vcek/v1/<Product>/crl) or a directory "
+                        "of <product>_<vcek|vlek>.crl files: deny if the SNP chain's ASK/ASVK is revoked")
     v.add_argument("--rim", nargs="+", help="NVIDIA RIM files (driver and VBIOS), or one directory of RIMs to pick them from")
     v.add_argument("--allow-mock", action="store_true", help="accept UNSAFE mock evidence (development only)")
     v.add_argument("--mock-key-pub", action="append", help="trusted mock platform public key (hex; repeatable)")

@@ -72,6 +72,34 @@ def test_verify_snp_binding_and_policy(capsys: pytest.CaptureFixture[str], tmp_p
     assert rc == 1 and "verdict: DENIED (policy.debug, profiles[0].allow_debug)" in out
 
 
+def test_verify_snp_with_amd_crl(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
+    # AMD's real Milan ARK CRL (file or directory form) with the real virtee Milan report
+    crl = DATA / "snp" / "openpcc" / "amd_milan_crl.pem"
+    args = [str(VIRTEE / "report_milan.hex"), "--certs", str(VIRTEE / "vcek_milan.der"), "--now", "2025-06-01T00:00:00Z"]
+    rc, res = run_json(capsys, *args)
+    assert rc == 0 and res["claims"][0]["crl_checked"] is False
+    rc, res = run_json(capsys, *args, "--snp-crl", str(crl))
+    assert rc == 0 and res["verdict"] == "verified" and res["claims"][0]["crl_checked"] is True
+    d = tmp_path / "crls"
+    d.mkdir()
+    shutil.copy(crl, d / "milan_vcek.crl")
+    rc, res = run_json(capsys, *args, "--snp-crl", str(d))
+    assert rc == 0 and res["claims"][0]["crl_checked"] is True
+    rc, res = run_json(capsys, *args, "--snp-crl", str(DATA / "snp" / "openpcc" / "amd_genoa_crl.pem"))
+    assert rc == 1 and (res["verdict"], res["reason"]) == ("invalid", "attest.snp.crl")
+    rc, res = run_json(capsys, str(VIRTEE / "report_milan.hex"), "--certs", str(VIRTEE / "vcek_milan.der"),
+                       "--now", "2026-06-01T00:00:00Z", "--snp-crl", str(crl))
+    assert rc == 1 and res["reason"] == "attest.snp.crl_expired"
+    # a golden policy written from CRL-checked evidence requires the check
+    out = tmp_path / "golden.json"
+    rc, res = run_json(capsys, *args, "--snp-crl", str(crl), "--write-policy", str(out), "--model-versions", "1")
+    assert rc == 0 and json.loads(out.read_text())["profiles"][0]["require_crl"] is True
+    rc, res = run_json(capsys, *args, "--policy", str(out), "--model-version", "1")
+    assert rc == 1 and (res["verdict"], res["reason"], res["rule"]) == ("denied", "policy.crl", "profiles[0].require_crl")
+    rc, _, err = run(capsys, "verify", *args, "--snp-crl", str(tmp_path / "missing.crl"))
+    assert rc == 1 and "no such file or directory" in err
+
+
 def test_verify_tdx_auto_detect_and_collateral(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
     quote = str(TDX_DIR / "tdx_prod_quote_SPR_E4.dat")
     rc, res = run_json(capsys, quote, "--now", "2023-07-01T01:00:00Z", "--report-data", TDX_REPORT_DATA)

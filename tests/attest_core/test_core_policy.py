@@ -86,6 +86,7 @@ SNP_MATRIX = [
     ({"family_id": [ONE16]}, "policy.family_id"),
     ({"image_id": [ONE16]}, "policy.image_id"),
     ({"id_key_digests": [ONE48]}, "policy.id_key_digest"),
+    ({"require_crl": True}, "policy.crl"),  # verified without an AMD CRL source
     ({"gpu": {"required": True}}, "policy.gpu.required"),
 ]
 
@@ -105,6 +106,7 @@ SNP_PASSING = [
     {"family_id": [Z16]},
     {"image_id": [Z16]},
     {"id_key_digests": [Z48]},
+    {"require_crl": False},
     {"gpu": {"required": False}},
 ]
 
