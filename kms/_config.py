@@ -113,6 +113,12 @@ class AttestationConfig:
     # on-disk cache for them
     snp_kds_url: str | None = None
     snp_kds_cache_dir: str | None = None
+    # AMD ARK CRLs (revocation of the pinned ASK/ASVK): files <product>_<vcek|vlek>.crl the
+    # operator refreshes (weightseal.attest.SnpCrlDir) ...
+    snp_crl_dir: str | None = None
+    # ... or fetched from snp_kds_url (refreshed hourly, cached in snp_kds_cache_dir).  Either
+    # way every SNP request needs a current CRL for its chain (attest.snp.crl[_expired]).
+    snp_crl_from_kds: bool = False
 
 
 @dataclass(frozen=True)
@@ -159,6 +165,10 @@ class KmsConfig:
                 _bad(f"attestation.{name} must be an https:// URL")
         if att.snp_kds_cache_dir and not att.snp_kds_url:
             _bad("attestation.snp_kds_cache_dir needs attestation.snp_kds_url")
+        if att.snp_crl_from_kds and not att.snp_kds_url:
+            _bad("attestation.snp_crl_from_kds needs attestation.snp_kds_url")
+        if att.snp_crl_from_kds and att.snp_crl_dir:
+            _bad("attestation.snp_crl_dir and attestation.snp_crl_from_kds are exclusive")
         if self.tls.insecure and not self.dev:
             _bad("tls.insecure is only allowed in development mode")
         if not (self.tls.cert and self.tls.key and self.tls.client_ca):
@@ -266,7 +276,7 @@ _SECTIONS: dict[str, Any] = {
 _PATH_FIELDS = {("tls", "cert"), ("tls", "key"), ("tls", "client_ca"), ("vault", "ca_cert"), ("vault", "secret_id_file"),
                 ("keys", "signing_key"), ("keys", "nonce_secret"), ("audit", "path"),
                 ("attestation", "tdx_collateral_dir"), ("attestation", "gpu_rim_dir"),
-                ("attestation", "snp_kds_cache_dir")}
+                ("attestation", "snp_kds_cache_dir"), ("attestation", "snp_crl_dir")}
 
 
 def _resolve_paths(cfg: KmsConfig, base: Path) -> KmsConfig:

@@ -9,6 +9,7 @@ from prometheus_client import CollectorRegistry, Counter, Histogram, start_http_
 from prometheus_client.core import GaugeMetricFamily, Metric
 from weightseal.attest._errors import AttestationError
 from weightseal.attest._nvgpu_rim import RimStore
+from weightseal.attest._snp_crl import SnpCrlDir
 from weightseal.attest._tdx_collateral import TdxCollateralDir
 
 __all__ = ["KmsMetrics"]
@@ -20,9 +21,10 @@ class _CollateralCollector:
     before releases start failing (e.g. ``weightseal_tdx_collateral_next_update_seconds -
     time() < 7 * 86400``).  A set whose document is missing or unreadable reports 0."""
 
-    def __init__(self, tdx: TdxCollateralDir | None, rims: RimStore | None) -> None:
+    def __init__(self, tdx: TdxCollateralDir | None, rims: RimStore | None, snp_crl: SnpCrlDir | None = None) -> None:
         self.tdx = tdx
         self.rims = rims
+        self.snp_crl = snp_crl
 
     def collect(self) -> Iterator[Metric]:
         readable = GaugeMetricFamily("weightseal_attestation_collateral_readable",
@@ -49,6 +51,17 @@ class _CollateralCollector:
             except AttestationError:
                 readable.add_metric(["gpu_rims"], 0.0)
             yield r
+        if self.snp_crl is not None:
+            c = GaugeMetricFamily("weightseal_snp_crl_next_update_seconds",
+                                  "nextUpdate of each AMD ARK CRL file (Unix time; 0 = unreadable, not AMD's, "
+                                  "or revoking the pinned ASK/ASVK)", labels=["product", "key"])
+            try:
+                for (product, key), t in sorted(self.snp_crl.next_updates().items()):
+                    c.add_metric([product, key], t.timestamp() if t is not None else 0.0)
+                readable.add_metric(["snp_crl"], 1.0)
+            except (AttestationError, OSError):
+                readable.add_metric(["snp_crl"], 0.0)
+            yield c
         yield readable
 
 
@@ -57,7 +70,8 @@ class KmsMetrics:
     ``weightseal_vault_errors_total``, ``weightseal_challenges_total``,
     ``weightseal_admin_calls_total{method,reason}``; with collateral directories configured,
     ``weightseal_tdx_collateral_next_update_seconds{fmspc,document}``,
-    ``weightseal_gpu_rim_not_after_seconds{file,version}`` and
+    ``weightseal_gpu_rim_not_after_seconds{file,version}``,
+    ``weightseal_snp_crl_next_update_seconds{product,key}`` and
     ``weightseal_attestation_collateral_readable{source}``."""
 
     def __init__(self) -> None:
@@ -75,13 +89,14 @@ class KmsMetrics:
         self._http: Any = None
         self.port: int | None = None
 
-    def watch_collateral(self, tdx: Any, rims: Any) -> None:
-        """Export the expiry of the collateral in these stores (others, e.g. a PCS fetcher or
-        explicit RIMs, are ignored)."""
+    def watch_collateral(self, tdx: Any, rims: Any, snp_crl: Any = None) -> None:
+        """Export the expiry of the collateral in these stores (others, e.g. a PCS fetcher,
+        explicit RIMs or CRLs fetched from KDS, are ignored)."""
         tdx_dir = tdx if isinstance(tdx, TdxCollateralDir) else None
         rim_store = rims if isinstance(rims, RimStore) else None
-        if tdx_dir is not None or rim_store is not None:
-            self.registry.register(_CollateralCollector(tdx_dir, rim_store))
+        crl_dir = snp_crl if isinstance(snp_crl, SnpCrlDir) else None
+        if tdx_dir is not None or rim_store is not None or crl_dir is not None:
+            self.registry.register(_CollateralCollector(tdx_dir, rim_store, crl_dir))
 
     def observe_release(self, decision: str, reason: str, seconds: float) -> None:
         self.releases.labels(decision=decision, reason=reason).inc()

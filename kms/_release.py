@@ -101,6 +101,7 @@ class AttestationOptions:
     gpu_rims: Any = ()  # the two RIMs, or a RimStore
     gpu_reference: Any = None
     snp_kds: Any = None
+    snp_crl: Any = None  # SnpCrlDir / KdsClient: ARK CRLs (revocation of the ASK/ASVK)
 
 
 class _Audit(Protocol):
@@ -139,7 +140,7 @@ def claims_summary(claims: Sequence[Claims]) -> list[dict[str, Any]]:
         if isinstance(c, SnpClaims):
             out.append({"platform": "snp", "measurement": c.measurement.hex(), "chip_id": None if c.mask_chip_id else c.chip_id.hex(),
                         "reported_tcb": f"0x{c.reported_tcb.raw:016x}", "debug": c.debug, "vmpl": c.vmpl,
-                        "signing_key": c.signing_key, "product": c.product})
+                        "signing_key": c.signing_key, "product": c.product, "crl_checked": c.crl_checked})
         elif isinstance(c, TdxClaims):
             out.append({"platform": "tdx", "mrtd": c.mr_td.hex(), "rtmrs": [r.hex() for r in c.rtmrs],
                         "tee_tcb_svn": c.tee_tcb_svn.hex(), "debug": c.debug, "fmspc": c.fmspc.hex(),
@@ -354,7 +355,8 @@ class KeyReleaser:
         claims = verify_bundle(
             evidences, rd, allow_mock=allow_mock, mock_keys=self._att.mock_keys, now=now,
             tdx_collateral=self._att.tdx_collateral, tdx_fetcher=self._att.tdx_fetcher,
-            gpu_rims=self._att.gpu_rims, gpu_reference=self._att.gpu_reference, snp_kds=self._att.snp_kds)
+            gpu_rims=self._att.gpu_rims, gpu_reference=self._att.gpu_reference, snp_kds=self._att.snp_kds,
+            snp_crl=self._att.snp_crl)
         ctx.claims = claims_summary(claims)
         # 6. policy
         decision = evaluate(policy, claims, model_version=version, allow_mock=allow_mock)

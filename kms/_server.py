@@ -247,9 +247,11 @@ def _open_audit(cfg: KmsConfig, signing_key: nacl.signing.SigningKey) -> Any:
 
 def attestation_options(cfg: KmsConfig) -> AttestationOptions:
     """What the verifiers get besides the evidence: trusted mock keys (development), TDX
-    collateral per FMSPC (a directory, or Intel PCS / a PCCS), the fleet's NVIDIA RIMs, AMD KDS.
-    A configured directory that does not exist is a configuration error at start-up."""
+    collateral per FMSPC (a directory, or Intel PCS / a PCCS), the fleet's NVIDIA RIMs, AMD KDS,
+    AMD ARK CRLs (a directory, or KDS).  A configured directory that does not exist is a
+    configuration error at start-up."""
     from weightseal.attest._nvgpu_rim import RimStore
+    from weightseal.attest._snp_crl import SnpCrlDir
     from weightseal.attest._snp_kds import KdsClient
     from weightseal.attest._tdx_collateral import IntelPcsFetcher, TdxCollateralDir
 
@@ -263,10 +265,14 @@ def attestation_options(cfg: KmsConfig) -> AttestationOptions:
             tdx_fetcher = (IntelPcsFetcher(base_url=att.tdx_pcs_url, root_crl_url=att.tdx_root_crl_url)
                            if att.tdx_root_crl_url else IntelPcsFetcher(base_url=att.tdx_pcs_url))
         rims: Any = RimStore(att.gpu_rim_dir) if att.gpu_rim_dir else ()
+        snp_crl: Any = SnpCrlDir(att.snp_crl_dir) if att.snp_crl_dir else None
     except AttestationError as exc:
         raise ConfigError(str(exc).split(": ", 1)[-1], reason="config.invalid") from None
     kds = KdsClient(cache_dir=att.snp_kds_cache_dir, base_url=att.snp_kds_url) if att.snp_kds_url else None
-    return AttestationOptions(mock_keys=mock_keys, tdx_fetcher=tdx_fetcher, gpu_rims=rims, snp_kds=kds)
+    if att.snp_crl_from_kds:
+        snp_crl = kds
+    return AttestationOptions(mock_keys=mock_keys, tdx_fetcher=tdx_fetcher, gpu_rims=rims, snp_kds=kds,
+                              snp_crl=snp_crl)
 
 
 class Server:
@@ -297,7 +303,8 @@ class Server:
         self.audit = audit if audit is not None else _open_audit(config, self.signing_key)
         self.metrics = KmsMetrics()
         self.attestation = attestation_options(config)
-        self.metrics.watch_collateral(self.attestation.tdx_fetcher, self.attestation.gpu_rims)
+        self.metrics.watch_collateral(self.attestation.tdx_fetcher, self.attestation.gpu_rims,
+                                      self.attestation.snp_crl)
         self.nonces = NonceService(secret, ttl_seconds=config.nonce_ttl_seconds, clock=clock)
         self.releaser = KeyReleaser(registry=self.registry, vault=self.vault, audit=self.audit, nonces=self.nonces,
                                     signing_key=self.signing_key, dev_mode=config.dev,

@@ -313,14 +313,17 @@ def test_configured_collateral_reaches_the_verifiers(kms_factory: Any, tee: Unsa
     # attestation.tdx_collateral_dir / gpu_rim_dir in the service config end up in every
     # verify_bundle call of a real release (through gRPC), as the stores the verifiers consult
     import weightseal.kms._release as rel
+    from weightseal.attest import SnpCrlDir
     from weightseal.attest._nvgpu_rim import RimStore
     from weightseal.attest._tdx_collateral import TdxCollateralDir
     from weightseal.kms._config import AttestationConfig
 
     (tmp_path / "tdx").mkdir()
     (tmp_path / "rims").mkdir()
+    (tmp_path / "crls").mkdir()
     kms = kms_factory(attestation=AttestationConfig(tdx_collateral_dir=str(tmp_path / "tdx"),
-                                                     gpu_rim_dir=str(tmp_path / "rims")))
+                                                     gpu_rim_dir=str(tmp_path / "rims"),
+                                                     snp_crl_dir=str(tmp_path / "crls")))
     seen: list[dict[str, Any]] = []
     real = rel.verify_bundle
 
@@ -336,6 +339,7 @@ def test_configured_collateral_reaches_the_verifiers(kms_factory: Any, tee: Unsa
     assert isinstance(seen[0]["tdx_fetcher"], TdxCollateralDir) and seen[0]["tdx_fetcher"].root == tmp_path / "tdx"
     assert isinstance(seen[0]["gpu_rims"], RimStore) and seen[0]["gpu_rims"].directory == tmp_path / "rims"
     assert seen[0]["tdx_fetcher"] is kms.server.attestation.tdx_fetcher
+    assert isinstance(seen[0]["snp_crl"], SnpCrlDir) and seen[0]["snp_crl"].path == tmp_path / "crls"
 
 
 def test_collateral_expiry_is_exported_as_metrics(kms_factory: Any, tmp_path: Any, data_dir: Any) -> None:
@@ -359,12 +363,17 @@ def test_collateral_expiry_is_exported_as_metrics(kms_factory: Any, tmp_path: An
     rims.mkdir()
     leg = data_dir / "attestation" / "nvgpu" / "nvtrust" / "legacy"
     shutil.copy(leg / "Driver_RIM_test_no_gpu.swidtag", rims / "driver.swidtag")
+    crls = tmp_path / "crls"
+    crls.mkdir()
+    snp_src = data_dir / "attestation" / "snp" / "openpcc"
+    shutil.copy(snp_src / "amd_milan_crl.pem", crls / "milan_vcek.crl")  # AMD's real Milan CRL
+    shutil.copy(snp_src / "amd_milan_crl.pem", crls / "genoa_vcek.crl")  # misfiled: not the Genoa ARK's
     kms = kms_factory(metrics=True, attestation=AttestationConfig(tdx_collateral_dir=str(tmp_path / "tdx"),
-                                                                  gpu_rim_dir=str(rims)))
+                                                                  gpu_rim_dir=str(rims), snp_crl_dir=str(crls)))
 
     def scrape() -> dict[str, float]:
         body = urllib.request.urlopen(f"http://127.0.0.1:{kms.server.metrics_port}/metrics", timeout=5).read().decode()  # noqa: S310
-        return {m.group(1): float(m.group(2)) for m in re.finditer(r"^(weightseal_(?:tdx|gpu|attestation)\S*) (\S+)$", body, re.M)}
+        return {m.group(1): float(m.group(2)) for m in re.finditer(r"^(weightseal_(?:tdx|gpu|snp|attestation)\S*) (\S+)$", body, re.M)}
 
     def ts(s: str) -> float:
         return datetime.fromisoformat(s.replace("Z", "+00:00")).timestamp()
@@ -382,6 +391,9 @@ def test_collateral_expiry_is_exported_as_metrics(kms_factory: Any, tmp_path: An
         c.not_valid_after_utc.timestamp() for c in certs)
     assert got['weightseal_attestation_collateral_readable{source="tdx"}'] == 1.0
     assert got['weightseal_attestation_collateral_readable{source="gpu_rims"}'] == 1.0
+    assert got['weightseal_snp_crl_next_update_seconds{key="vcek",product="Milan"}'] == ts("2026-05-12T00:00:00Z")
+    assert got['weightseal_snp_crl_next_update_seconds{key="vcek",product="Genoa"}'] == 0.0
+    assert got['weightseal_attestation_collateral_readable{source="snp_crl"}'] == 1.0
     # renewed files show up at the next scrape; a vanished directory is reported, not hidden
     shutil.copy(tdx_src / "collateral" / "sample_qeIdentity_response", fleet / "qe_identity.json")
     qe_next = json.loads((fleet / "qe_identity.json").read_bytes())["enclaveIdentity"]["nextUpdate"]
@@ -390,3 +402,6 @@ def test_collateral_expiry_is_exported_as_metrics(kms_factory: Any, tmp_path: An
     assert got['weightseal_tdx_collateral_next_update_seconds{document="qe_identity",fmspc="50806f000000"}'] == ts(qe_next)
     assert got['weightseal_attestation_collateral_readable{source="gpu_rims"}'] == 0.0
     assert not any(k.startswith("weightseal_gpu_rim_not_after_seconds{") for k in got)
+    shutil.rmtree(crls)
+    got = scrape()
+    assert got['weightseal_attestation_collateral_readable{source="snp_crl"}'] == 0.0

@@ -251,6 +251,9 @@ def test_config_file_env_and_paths(tmp_path: Path) -> None:
     (PROD + "attestation: {snp_kds_cache_dir: kds}\n", {}),  # a cache without KDS
     (PROD + "attestation: {tdx_root_crl_url: 'https://pccs/rootcacrl'}\n", {}),  # without a PCS
     (PROD + "attestation: {gpu_rim_dir: 5}\n", {}),
+    (PROD + "attestation: {snp_crl_from_kds: true}\n", {}),  # CRLs from KDS without KDS
+    (PROD + "attestation: {snp_crl_dir: crls, snp_crl_from_kds: true, snp_kds_url: 'https://kdsintf.amd.com'}\n", {}),
+    (PROD + "attestation: {snp_crl_from_kds: 'sometimes', snp_kds_url: 'https://kdsintf.amd.com'}\n", {}),
     ("[1, 2]", {}),
     ("a: [", {}),
 ])
@@ -356,7 +359,27 @@ def test_config_attestation_sources(tmp_path: Path) -> None:
     assert (plain.tdx_fetcher, plain.tdx_collateral, plain.gpu_rims, plain.snp_kds, plain.mock_keys) == (None, None, (), None, None)
 
 
-@pytest.mark.parametrize("key", ["tdx_collateral_dir", "gpu_rim_dir"])
+def test_config_snp_crl_sources(tmp_path: Path) -> None:
+    from weightseal.attest import KdsClient, SnpCrlDir
+    from weightseal.kms._server import attestation_options
+
+    (tmp_path / "crls").mkdir()
+    opts = attestation_options(load_config(_write(tmp_path, PROD + "attestation: {snp_crl_dir: crls}\n"), env={}))
+    assert isinstance(opts.snp_crl, SnpCrlDir) and opts.snp_crl.path == tmp_path / "crls" and opts.snp_kds is None
+    kds = attestation_options(load_config(_write(
+        tmp_path, PROD + "attestation: {snp_kds_url: 'https://kdsintf.amd.com', snp_crl_from_kds: true}\n"), env={}))
+    assert isinstance(kds.snp_crl, KdsClient) and kds.snp_crl is kds.snp_kds
+    assert kds.snp_crl.crl_url("Genoa") == "https://kdsintf.amd.com/vcek/v1/Genoa/crl"
+    # KDS for VCEKs alone does not switch revocation checking on
+    only_kds = attestation_options(load_config(_write(
+        tmp_path, PROD + "attestation: {snp_kds_url: 'https://kdsintf.amd.com'}\n"), env={}))
+    assert isinstance(only_kds.snp_kds, KdsClient) and only_kds.snp_crl is None
+    env = attestation_options(load_config(_write(tmp_path, PROD), env={"WEIGHTSEAL_KMS_ATTESTATION_SNP_CRL_DIR":
+                                                                       str(tmp_path / "crls")}))
+    assert isinstance(env.snp_crl, SnpCrlDir) and env.snp_crl.path == tmp_path / "crls"
+
+
+@pytest.mark.parametrize("key", ["tdx_collateral_dir", "gpu_rim_dir", "snp_crl_dir"])
 def test_config_attestation_directory_must_exist(tmp_path: Path, key: str) -> None:
     from weightseal.kms._server import attestation_options
 
