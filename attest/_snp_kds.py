@@ -24,14 +24,14 @@ from __future__ import annotations
 
 import hashlib
 import os
-import tempfile
-import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
 
+from ._cache import RefreshingCache, write_cache_file
 from ._claims import SnpTcb
 from ._errors import CollateralError
+from ._http import https_get
 
 __all__ = ["KdsClient", "Fetcher", "KDS_BASE_URL", "urllib_fetcher"]
 
@@ -46,20 +46,7 @@ def _kds_err(msg: str) -> CollateralError:
 
 def urllib_fetcher(url: str, timeout: float = 15.0) -> bytes:
     """Default fetcher: HTTPS GET with a timeout and a response size cap."""
-    import urllib.error
-    import urllib.request
-
-    if not url.startswith("https://"):
-        raise _kds_err("KDS URL must be https")
-    req = urllib.request.Request(url, headers={"User-Agent": "weightseal-attest"})  # noqa: S310
-    try:
-        with urllib.request.urlopen(req, timeout=timeout) as resp:  # noqa: S310 - https only
-            data = bytes(resp.read(MAX_RESPONSE + 1))
-    except (urllib.error.URLError, OSError, ValueError) as exc:
-        raise _kds_err(f"KDS request failed ({type(exc).__name__})") from None
-    if len(data) > MAX_RESPONSE:
-        raise _kds_err("KDS response too large")
-    return data
+    return https_get(url, limit=MAX_RESPONSE, timeout=timeout, error=_kds_err)[0]
 
 
 class KdsClient:
@@ -79,12 +66,8 @@ class KdsClient:
         self._fetcher: Fetcher = fetcher if fetcher is not None else urllib_fetcher
         self._cache = Path(cache_dir) if cache_dir is not None else None
         self._base = base_url.rstrip("/")
-        if not crl_refresh_seconds > 0:
-            raise ValueError("crl_refresh_seconds must be positive")
-        self._crl_refresh = float(crl_refresh_seconds)
-        self._clock = clock
-        self._crl_lock = threading.Lock()
-        self._crls: dict[str, tuple[float, bytes]] = {}  # url -> (fetched at, CRL)
+        self._crls = RefreshingCache(directory=self._cache, refresh_seconds=crl_refresh_seconds, clock=clock,
+                                     limit=MAX_RESPONSE)
 
     def __repr__(self) -> str:
         return f"KdsClient(base_url={self._base!r}, cache_dir={str(self._cache) if self._cache else None!r})"
@@ -133,38 +116,7 @@ class KdsClient:
         if key_type not in ("vcek", "vlek"):
             raise _kds_err(f"unknown key type {key_type!r}")
         url = self.crl_url(product, vlek=key_type == "vlek")
-        now = self._clock()
-        with self._crl_lock:
-            held = self._crls.get(url)
-        if held is None:
-            held = self._crl_from_disk(url)
-        if held is not None and 0 <= now - held[0] < self._crl_refresh:
-            return held[1]
-        try:
-            data = self._fetch(url)
-        except CollateralError:
-            if held is not None:
-                return held[1]
-            raise
-        with self._crl_lock:
-            self._crls[url] = (now, data)
-        path = self._cache_path(url, ".crl")
-        if path is not None:
-            self._store(path, data)
-        return data
-
-    def _crl_from_disk(self, url: str) -> tuple[float, bytes] | None:
-        path = self._cache_path(url, ".crl")
-        if path is None:
-            return None
-        try:
-            fetched = path.stat().st_mtime
-            data = path.read_bytes()
-        except OSError:
-            return None
-        if not 0 < len(data) <= MAX_RESPONSE:
-            return None
-        return fetched, data
+        return self._crls.get(hashlib.sha256(url.encode()).hexdigest() + ".crl", lambda: self._fetch(url))
 
     def _fetch(self, url: str) -> bytes:
         try:
@@ -188,26 +140,10 @@ class KdsClient:
                 return data
         data = self._fetch(url)
         if path is not None:
-            self._store(path, data)
+            write_cache_file(path, data)
         return data
 
-    def _cache_path(self, url: str, suffix: str = ".cert") -> Path | None:
+    def _cache_path(self, url: str) -> Path | None:
         if self._cache is None:
             return None
-        return self._cache / (hashlib.sha256(url.encode()).hexdigest() + suffix)
-
-    def _store(self, path: Path, data: bytes) -> None:
-        try:
-            path.parent.mkdir(parents=True, exist_ok=True)
-            fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".kds-")
-            try:
-                with os.fdopen(fd, "wb") as f:
-                    f.write(data)
-                    f.flush()
-                    os.fsync(f.fileno())
-                os.replace(tmp, path)
-            except BaseException:
-                Path(tmp).unlink(missing_ok=True)
-                raise
-        except OSError:
-            pass  # a cache that cannot be written is not an error
+        return self._cache / (hashlib.sha256(url.encode()).hexdigest() + ".cert")

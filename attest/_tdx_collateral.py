@@ -31,7 +31,6 @@ import os
 import re
 import threading
 import urllib.parse
-import urllib.request
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -44,6 +43,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from ._claims import TDX_TCB_STATUSES
 from ._errors import AttestationError, CollateralError, TcbError
 from ._files import read_limited
+from ._http import https_get
 from ._tdx_der import PckTcb
 from ._tdx_pki import (
     check_crl,
@@ -831,12 +831,8 @@ def evaluate_tdx_tcb(
 HttpGet = Callable[[str], tuple[bytes, Mapping[str, str]]]
 
 
-def _urllib_get(url: str) -> tuple[bytes, Mapping[str, str]]:  # pragma: no cover - network
-    if not url.startswith("https://"):
-        raise _cerr("PCS URL must be https")
-    with urllib.request.urlopen(url, timeout=30) as resp:  # noqa: S310 - https checked above
-        body = resp.read(_MAX_JSON * 4)
-        return body, {k.lower(): v for k, v in resp.headers.items()}
+def _urllib_get(url: str) -> tuple[bytes, Mapping[str, str]]:
+    return https_get(url, limit=_MAX_JSON * 4, timeout=30, error=_cerr)
 
 
 class IntelPcsFetcher:
