@@ -33,6 +33,7 @@ from ._errors import (
 )
 from ._mock import UnsafeMockPlatform, verify_mock
 from ._nvgpu import verify_gpu
+from ._nvgpu_rim import NvidiaRimService, RimQuery, RimStore
 from ._policy import Decision, Policy, evaluate, policy_from_claims
 from ._snp import verify_snp
 from ._snp_crl import SnpCrlDir, SnpCrlFile, SnpCrlStatus, check_snp_crl
@@ -65,11 +66,14 @@ __all__ = [
     "KdsClient",
     "MockClaims",
     "MockNotAllowedError",
+    "NvidiaRimService",
     "Platform",
     "Policy",
     "PolicyDenied",
     "PolicyError",
     "PolicyFormatError",
+    "RimQuery",
+    "RimStore",
     "SignatureError",
     "SnpClaims",
     "SnpCrlDir",

@@ -78,10 +78,11 @@ from ._errors import (
     BindingError,
     CertificateChainError,
     ClaimsError,
+    CollateralError,
     EvidenceParseError,
     SignatureError,
 )
-from ._nvgpu_rim import RimStore
+from ._nvgpu_rim import RimQuery, RimSource
 from ._nvgpu_x509 import (
     cert_der,
     check_validity,
@@ -402,7 +403,7 @@ def verify_gpu(
     *,
     now: datetime | None = None,
     expected_nonce: bytes | None = None,
-    rims: Sequence[bytes] | RimStore = (),
+    rims: Sequence[bytes] | RimSource = (),
     reference: Mapping[int, Sequence[bytes]] | None = None,
 ) -> GpuClaims:
     """Verify NVIDIA GPU evidence and return its claims (or raise an ``AttestationError``).
@@ -410,9 +411,9 @@ def verify_gpu(
     ``report``: SPDM request || response, raw, hex text or base64.  ``certs``: the PEM device
     chain, leaf first (the pinned root may be included or left out).  ``expected_nonce``: the
     32-byte SPDM nonce the caller asked for.  ``rims``: signed RIM documents (one driver RIM
-    and one VBIOS RIM, SWID XML with xmldsig), or a :class:`RimStore` to pick them from by the
-    report's driver and VBIOS versions.  ``reference``: ``{SPDM measurement index:
-    [allowed digests]}``, keyed like ``GpuClaims.measurements`` (1-based block indexes).
+    and one VBIOS RIM, SWID XML with xmldsig), or a ``RimSource`` to get them from by the
+    report's versions (:class:`RimStore`: a directory; :class:`NvidiaRimService`: fetched).
+    ``reference``: ``{SPDM measurement index: [allowed digests]}``, keyed like ``GpuClaims.measurements`` (1-based block indexes).
     """
     try:
         return _verify(report, certs, now, expected_nonce, rims, reference)
@@ -427,7 +428,7 @@ def _verify(
     certs: bytes,
     now_in: datetime | None,
     expected_nonce: bytes | None,
-    rims: Sequence[bytes] | RimStore,
+    rims: Sequence[bytes] | RimSource,
     reference: Mapping[int, Sequence[bytes]] | None,
 ) -> GpuClaims:
     now = _utc(now_in)
@@ -496,8 +497,24 @@ def _verify(
     measurements = rep.measurements
     skip_blocks = {NVDEC_RIM_INDEX + 1} if nvdec == bytes((NVDEC_DISABLED,)) else set()
     verified = False
-    if isinstance(rims, RimStore):
-        rims = rims.select(driver_version, vbios_version)
+    board = rep.field(_T_BOARD)
+    chip_sku = rep.field(_T_CHIP_SKU)
+    project = rep.field(_T_PROJECT)
+    project_sku = rep.field(_T_PROJECT_SKU)
+    chip_sku_s = _cstr(chip_sku, "chip SKU") if chip_sku is not None else None
+    project_s = _cstr(project, "project") if project is not None else None
+    project_sku_s = _cstr(project_sku, "project SKU") if project_sku is not None else None
+    if not isinstance(rims, Sequence):
+        # a RimSource (RimStore, NvidiaRimService): asked only now, after everything else
+        # about the report verified
+        query = RimQuery(architecture=arch, driver_version=driver_version, vbios_version=vbios_version,
+                         chip=chip_info, project=project_s, project_sku=project_sku_s, chip_sku=chip_sku_s)
+        try:
+            rims = rims.rims_for(query)
+        except AttestationError:
+            raise
+        except Exception as exc:
+            raise CollateralError(f"RIM source failed ({type(exc).__name__})", reason="attest.gpu.rim") from None
     if rims:
         from ._nvgpu_rim import check_rims
 
@@ -509,10 +526,6 @@ def _verify(
         verified = True
 
     # 7. Claims.
-    board = rep.field(_T_BOARD)
-    chip_sku = rep.field(_T_CHIP_SKU)
-    project = rep.field(_T_PROJECT)
-    project_sku = rep.field(_T_PROJECT_SKU)
     return GpuClaims(
         platform=Platform.NVGPU,
         architecture=arch,
@@ -527,9 +540,9 @@ def _verify(
         measurements=measurements,
         fwid=cert_fwid,
         board_id=board,
-        chip_sku=_cstr(chip_sku, "chip SKU") if chip_sku is not None else None,
-        project=_cstr(project, "project") if project is not None else None,
-        project_sku=_cstr(project_sku, "project SKU") if project_sku is not None else None,
+        chip_sku=chip_sku_s,
+        project=project_s,
+        project_sku=project_sku_s,
         ak_serial=format(leaf.serial_number, "x"),
         hwmodel=hwmodel,
         measurements_verified=verified,

@@ -39,13 +39,17 @@ import base64
 import binascii
 import hashlib
 import hmac
+import json
 import os
+import re
 import stat
 import threading
-from collections.abc import Mapping, Sequence
+import time
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
+from typing import Protocol
 from xml.parsers import expat
 
 from cryptography import x509
@@ -54,6 +58,7 @@ from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec, padding, rsa
 from cryptography.hazmat.primitives.asymmetric.utils import encode_dss_signature
 
+from ._cache import RefreshingCache
 from ._errors import AttestationError, ClaimsError, CollateralError
 from ._files import read_limited
 from ._nvgpu_x509 import check_validity, rim_root, strict_certificate_der, verify_chain
@@ -569,6 +574,29 @@ def check_rims(
     return driver[0], vbios[0]
 
 
+# ------------------------------------------------------------------ where RIMs come from
+
+
+@dataclass(frozen=True)
+class RimQuery:
+    """What a RIM source needs to know about one GPU (from its verified report)."""
+
+    architecture: str  # "hopper" | "blackwell"
+    driver_version: str  # "550.90.07"
+    vbios_version: str  # "96.00.9f.00.01"
+    chip: str | None = None  # opaque CHIP_INFO ("GB100"); Blackwell and later
+    project: str | None = None  # "1010"
+    project_sku: str | None = None  # "0200"
+    chip_sku: str | None = None  # "882"
+
+
+class RimSource(Protocol):
+    """Gives ``verify_gpu`` the (unverified) driver RIM and VBIOS RIM for a GPU; they are then
+    verified exactly as if passed in.  :class:`RimStore` and :class:`NvidiaRimService`."""
+
+    def rims_for(self, gpu: RimQuery) -> tuple[bytes, bytes]: ...
+
+
 # ------------------------------------------------------------------ a directory of RIMs
 
 
@@ -642,6 +670,10 @@ class RimStore:
             out[(name, version)] = min(c.not_valid_after_utc for c in certs)
         return out
 
+    def rims_for(self, gpu: RimQuery) -> tuple[bytes, bytes]:
+        """``RimSource``: the files for this GPU's driver and VBIOS versions."""
+        return self.select(gpu.driver_version, gpu.vbios_version)
+
     def select(self, driver_version: str, vbios_version: str) -> tuple[bytes, bytes]:
         """The raw driver RIM and VBIOS RIM for these versions (unverified: verify them)."""
         versions = self.versions()
@@ -655,3 +687,121 @@ class RimStore:
                                  f"{', '.join(sorted(names))}")
             out.append(self._read(self.directory / names[0]))
         return out[0], out[1]
+
+
+# ------------------------------------------------------------------ NVIDIA's RIM service
+
+RIM_SERVICE_URL = "https://rim.attestation.nvidia.com/v1/rim/"
+_RIM_ID = re.compile(r"NV_GPU_[A-Z0-9_.-]{1,120}")
+MAX_RIM_RESPONSE = 4 * MAX_RIM_BYTES  # JSON with a base64 RIM
+
+
+class NvidiaRimService:
+    """Fetches RIMs from NVIDIA's RIM service (``GET <base>/<id>`` answers JSON whose ``rim``
+    member is the base64 RIM), by the ids NVIDIA's own verifier derives from the report:
+
+    * driver: ``NV_GPU_DRIVER_GH100_<driver version>`` (Hopper),
+      ``NV_GPU_CC_DRIVER_<CHIP_INFO>_<driver version>`` (Blackwell and later);
+    * VBIOS: ``NV_GPU_VBIOS_<project>_<project SKU>_<chip SKU>_<version without dots>``,
+      upper-case (``NV_GPU_VBIOS_1010_0200_882_960074001A``).
+
+    Nothing fetched is trusted: the RIMs are verified like any other (signature chain to the
+    pinned RIM root, validity, golden values).  Fetched RIMs are kept in memory and, with
+    ``cache_dir``, on disk as ``<id>.xml``; a copy older than ``refresh_seconds`` (default a
+    day: NVIDIA re-signs RIMs when their certificates near expiry) is fetched again, and kept
+    if the service cannot be reached.  ``service_key`` is sent as ``Authorization: Bearer``.
+    ``http_get(url, headers) -> bytes`` is injectable; the default is HTTPS (``ca_file``
+    optional)."""
+
+    def __init__(
+        self,
+        *,
+        base_url: str = RIM_SERVICE_URL,
+        cache_dir: str | os.PathLike[str] | None = None,
+        service_key: str | None = None,
+        ca_file: str | None = None,
+        http_get: Callable[[str, Mapping[str, str]], bytes] | None = None,
+        refresh_seconds: float = 86400.0,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        if not base_url.startswith("https://"):
+            raise _rim_error("the RIM service URL must be https")
+        self.base_url = base_url if base_url.endswith("/") else base_url + "/"
+        self.cache_dir = Path(cache_dir) if cache_dir is not None else None
+        self._key = service_key
+        self._ca_file = ca_file
+        self._get = http_get
+        self._cache = RefreshingCache(directory=self.cache_dir, refresh_seconds=refresh_seconds, clock=clock,
+                                      limit=MAX_RIM_BYTES)
+
+    def __repr__(self) -> str:  # never the service key
+        return f"NvidiaRimService(base_url={self.base_url!r}, cache_dir={str(self.cache_dir) if self.cache_dir else None!r})"
+
+    # -- ids ----------------------------------------------------------------------------------
+
+    @staticmethod
+    def driver_rim_id(gpu: RimQuery) -> str:
+        if gpu.architecture == "hopper":
+            rid = f"NV_GPU_DRIVER_GH100_{gpu.driver_version}"
+        elif gpu.chip:
+            rid = f"NV_GPU_CC_DRIVER_{gpu.chip.upper()}_{gpu.driver_version}"
+        else:
+            raise _rim_error("the report has no chip name (CHIP_INFO) to name its driver RIM")
+        return NvidiaRimService._checked(rid)
+
+    @staticmethod
+    def vbios_rim_id(gpu: RimQuery) -> str:
+        if not (gpu.project and gpu.project_sku and gpu.chip_sku):
+            raise _rim_error("the report lacks project, project SKU or chip SKU to name its VBIOS RIM")
+        version = gpu.vbios_version.replace(".", "").upper()
+        rid = f"NV_GPU_VBIOS_{gpu.project.upper()}_{gpu.project_sku.upper()}_{gpu.chip_sku.upper()}_{version}"
+        return NvidiaRimService._checked(rid)
+
+    @staticmethod
+    def _checked(rid: str) -> str:
+        # The parts come from the (signed) report, but they end up in a URL and a file name.
+        if not _RIM_ID.fullmatch(rid):
+            raise _rim_error("the report's versions do not form a valid RIM id")
+        return rid
+
+    # -- fetching -----------------------------------------------------------------------------
+
+    def rims_for(self, gpu: RimQuery) -> tuple[bytes, bytes]:
+        """``RimSource``: the driver RIM and the VBIOS RIM for this GPU."""
+        return self.fetch(self.driver_rim_id(gpu)), self.fetch(self.vbios_rim_id(gpu))
+
+    def fetch(self, rim_id: str) -> bytes:
+        """The RIM document with this id (unverified)."""
+        rim_id = self._checked(rim_id)
+        return self._cache.get(f"{rim_id}.xml", lambda: self._download(rim_id))
+
+    def _download(self, rim_id: str) -> bytes:
+        headers = {"Accept": "application/json"}
+        if self._key:
+            headers["Authorization"] = f"Bearer {self._key}"
+        url = self.base_url + rim_id
+        try:
+            if self._get is not None:
+                body = self._get(url, headers)
+            else:
+                from ._http import https_get
+
+                body = https_get(url, limit=MAX_RIM_RESPONSE, error=_rim_error, headers=headers,
+                                 ca_file=self._ca_file)[0]
+        except CollateralError:
+            raise
+        except Exception as exc:
+            raise _rim_error(f"RIM service request for {rim_id} failed ({type(exc).__name__})") from None
+        if not isinstance(body, bytes | bytearray) or len(body) > MAX_RIM_RESPONSE:
+            raise _rim_error(f"RIM service answer for {rim_id} is not bytes or too large")
+        try:
+            doc = json.loads(bytes(body).decode("utf-8"))
+            b64 = doc["rim"] if isinstance(doc, dict) else None
+            if not isinstance(b64, str):
+                raise ValueError("no rim member")
+            rim = base64.b64decode(b64.encode("ascii"), validate=True)
+        except (ValueError, UnicodeError, KeyError, TypeError, binascii.Error, RecursionError):
+            raise _rim_error(f"RIM service answer for {rim_id} is not the expected JSON") from None
+        if not rim or len(rim) > MAX_RIM_BYTES:
+            raise _rim_error(f"RIM {rim_id} is empty or too large")
+        return rim

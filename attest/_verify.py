@@ -76,7 +76,7 @@ def verify_evidence(
     (used by ``weightseal attest verify --gpu-nonce``); it cannot be combined with
     ``expected_report_data``.  Collateral: ``tdx_collateral`` (one set) or ``tdx_fetcher`` (a
     ``TdxCollateralDir`` or ``IntelPcsFetcher``, asked for the quote's FMSPC); ``gpu_rims`` (the
-    two RIMs, or a ``RimStore`` to pick them from); ``gpu_reference``; ``snp_kds``;
+    two RIMs, or a ``RimStore`` / ``NvidiaRimService`` to get them from); ``gpu_reference``; ``snp_kds``;
     ``snp_crl`` (an ``SnpCrlSource``: ``SnpCrlDir``, ``SnpCrlFile`` or a ``KdsClient``).
     """
     if not isinstance(evidence, Evidence):
@@ -108,11 +108,10 @@ def verify_evidence(
                           fetcher=tdx_fetcher)
     if plat is Platform.NVGPU:
         from ._nvgpu import verify_gpu
-        from ._nvgpu_rim import RimStore
 
         nonce = gpu_nonce(expected_report_data) if expected_report_data is not None else expected_gpu_nonce
         return verify_gpu(evidence.report, evidence.certs, now=now, expected_nonce=nonce,
-                          rims=gpu_rims if isinstance(gpu_rims, RimStore) else tuple(gpu_rims),
+                          rims=gpu_rims if hasattr(gpu_rims, "rims_for") else tuple(gpu_rims or ()),
                           reference=gpu_reference)
     raise UnsupportedEvidenceError(f"unsupported platform {plat!r}", reason="attest.unsupported")  # pragma: no cover
 

@@ -221,7 +221,15 @@ def _cmd_verify(args: argparse.Namespace) -> int:
     if args.write_policy and policy is not None:
         raise _UsageError("--write-policy derives a new policy; do not combine it with --policy")
     now = _parse_now(args.now)
+    if args.rim_service and args.rim:
+        raise _UsageError("--rim and --rim-service are alternatives")
     rims = _load_rims(args.rim)
+    if args.rim_service:
+        from ._nvgpu_rim import NvidiaRimService
+
+        rims = NvidiaRimService(base_url=args.rim_service, ca_file=args.rim_service_ca)
+    elif args.rim_service_ca:
+        raise _UsageError("--rim-service-ca needs --rim-service")
     snp_crl = _load_snp_crl(args.snp_crl)
     mock_keys = [_hexarg(k, "--mock-key-pub", 32) for k in args.mock_key_pub] if args.mock_key_pub else None
     if args.allow_mock:
@@ -453,6 +461,10 @@ def register(subparsers: Any) -> None:
     v.add_argument("--snp-crl", metavar="FILE|DIR",
                    help="AMD ARK CRL (DER or PEM, from https://kdsintf.amd.com/vcek/v1/<Product>/crl) or a directory "
                         "of <product>_<vcek|vlek>.crl files: deny if the SNP chain's ASK/ASVK is revoked")
+    v.add_argument("--rim-service", metavar="URL",
+                   help="fetch the driver and VBIOS RIMs from NVIDIA's RIM service (network), e.g. "
+                        "https://rim.attestation.nvidia.com/v1/rim/")
+    v.add_argument("--rim-service-ca", metavar="FILE", help="CA certificate of a RIM service mirror")
     v.add_argument("--rim", nargs="+", help="NVIDIA RIM files (driver and VBIOS), or one directory of RIMs to pick them from")
     v.add_argument("--allow-mock", action="store_true", help="accept UNSAFE mock evidence (development only)")
     v.add_argument("--mock-key-pub", action="append", help="trusted mock platform public key (hex; repeatable)")
