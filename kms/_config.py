@@ -107,8 +107,14 @@ class AttestationConfig:
     # <pccs>/sgx/certification/v4/rootcacrl)
     tdx_pcs_url: str | None = None
     tdx_root_crl_url: str | None = None
-    # NVIDIA RIMs (driver and VBIOS, every version in the fleet) to verify GPU measurements
+    # NVIDIA RIMs (driver and VBIOS, every version in the fleet) to verify GPU measurements ...
     gpu_rim_dir: str | None = None
+    # ... or fetched from NVIDIA's RIM service (network; https://rim.attestation.nvidia.com/v1/rim/
+    # or a mirror), cached in memory and in gpu_rim_cache_dir, refetched daily
+    gpu_rim_service_url: str | None = None
+    gpu_rim_service_key_file: str | None = None  # sent as "Authorization: Bearer <key>"
+    gpu_rim_service_ca_file: str | None = None  # a mirror's private CA (default: system store)
+    gpu_rim_cache_dir: str | None = None
     # AMD KDS (https://kdsintf.amd.com) for VCEKs a guest does not supply (network), and an
     # on-disk cache for them
     snp_kds_url: str | None = None
@@ -159,7 +165,12 @@ class KmsConfig:
             _bad("attestation.tdx_collateral_dir and attestation.tdx_pcs_url are exclusive")
         if att.tdx_root_crl_url and not att.tdx_pcs_url:
             _bad("attestation.tdx_root_crl_url needs attestation.tdx_pcs_url")
-        for name in ("tdx_pcs_url", "tdx_root_crl_url", "snp_kds_url"):
+        if att.gpu_rim_dir and att.gpu_rim_service_url:
+            _bad("attestation.gpu_rim_dir and attestation.gpu_rim_service_url are exclusive")
+        for name in ("gpu_rim_service_key_file", "gpu_rim_service_ca_file", "gpu_rim_cache_dir"):
+            if getattr(att, name) and not att.gpu_rim_service_url:
+                _bad(f"attestation.{name} needs attestation.gpu_rim_service_url")
+        for name in ("tdx_pcs_url", "tdx_root_crl_url", "snp_kds_url", "gpu_rim_service_url"):
             url = getattr(att, name)
             if url is not None and not url.startswith("https://"):
                 _bad(f"attestation.{name} must be an https:// URL")
@@ -276,7 +287,9 @@ _SECTIONS: dict[str, Any] = {
 _PATH_FIELDS = {("tls", "cert"), ("tls", "key"), ("tls", "client_ca"), ("vault", "ca_cert"), ("vault", "secret_id_file"),
                 ("keys", "signing_key"), ("keys", "nonce_secret"), ("audit", "path"),
                 ("attestation", "tdx_collateral_dir"), ("attestation", "gpu_rim_dir"),
-                ("attestation", "snp_kds_cache_dir"), ("attestation", "snp_crl_dir")}
+                ("attestation", "snp_kds_cache_dir"), ("attestation", "snp_crl_dir"),
+                ("attestation", "gpu_rim_service_key_file"), ("attestation", "gpu_rim_service_ca_file"),
+                ("attestation", "gpu_rim_cache_dir")}
 
 
 def _resolve_paths(cfg: KmsConfig, base: Path) -> KmsConfig:

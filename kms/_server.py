@@ -247,10 +247,13 @@ def _open_audit(cfg: KmsConfig, signing_key: nacl.signing.SigningKey) -> Any:
 
 def attestation_options(cfg: KmsConfig) -> AttestationOptions:
     """What the verifiers get besides the evidence: trusted mock keys (development), TDX
-    collateral per FMSPC (a directory, or Intel PCS / a PCCS), the fleet's NVIDIA RIMs, AMD KDS,
+    collateral per FMSPC (a directory, or Intel PCS / a PCCS), the fleet's NVIDIA RIMs (a
+    directory, or NVIDIA's RIM service), AMD KDS,
     AMD ARK CRLs (a directory, or KDS).  A configured directory that does not exist is a
     configuration error at start-up."""
-    from weightseal.attest._nvgpu_rim import RimStore
+    from weightseal.attest._errors import CollateralError
+    from weightseal.attest._files import read_limited
+    from weightseal.attest._nvgpu_rim import NvidiaRimService, RimStore
     from weightseal.attest._snp_crl import SnpCrlDir
     from weightseal.attest._snp_kds import KdsClient
     from weightseal.attest._tdx_collateral import IntelPcsFetcher, TdxCollateralDir
@@ -265,6 +268,17 @@ def attestation_options(cfg: KmsConfig) -> AttestationOptions:
             tdx_fetcher = (IntelPcsFetcher(base_url=att.tdx_pcs_url, root_crl_url=att.tdx_root_crl_url)
                            if att.tdx_root_crl_url else IntelPcsFetcher(base_url=att.tdx_pcs_url))
         rims: Any = RimStore(att.gpu_rim_dir) if att.gpu_rim_dir else ()
+        if att.gpu_rim_service_url:
+            key = None
+            if att.gpu_rim_service_key_file:
+                raw = read_limited(att.gpu_rim_service_key_file, 4096, what="RIM service key",
+                                   error=lambda m: CollateralError(m, reason="config.invalid")).strip()
+                if not raw or not all(0x21 <= b <= 0x7E for b in raw):
+                    raise ConfigError("attestation.gpu_rim_service_key_file must hold one printable ASCII token",
+                                      reason="config.invalid")
+                key = raw.decode("ascii")
+            rims = NvidiaRimService(base_url=att.gpu_rim_service_url, service_key=key,
+                                    ca_file=att.gpu_rim_service_ca_file, cache_dir=att.gpu_rim_cache_dir)
         snp_crl: Any = SnpCrlDir(att.snp_crl_dir) if att.snp_crl_dir else None
     except AttestationError as exc:
         raise ConfigError(str(exc).split(": ", 1)[-1], reason="config.invalid") from None

@@ -252,6 +252,10 @@ def test_config_file_env_and_paths(tmp_path: Path) -> None:
     (PROD + "attestation: {tdx_root_crl_url: 'https://pccs/rootcacrl'}\n", {}),  # without a PCS
     (PROD + "attestation: {gpu_rim_dir: 5}\n", {}),
     (PROD + "attestation: {snp_crl_from_kds: true}\n", {}),  # CRLs from KDS without KDS
+    (PROD + "attestation: {gpu_rim_dir: rims, gpu_rim_service_url: 'https://rim.attestation.nvidia.com/v1/rim/'}\n", {}),
+    (PROD + "attestation: {gpu_rim_service_url: 'http://rim.example/v1/rim/'}\n", {}),
+    (PROD + "attestation: {gpu_rim_cache_dir: rim-cache}\n", {}),  # a cache without the service
+    (PROD + "attestation: {gpu_rim_service_key_file: k}\n", {}),
     (PROD + "attestation: {snp_crl_dir: crls, snp_crl_from_kds: true, snp_kds_url: 'https://kdsintf.amd.com'}\n", {}),
     (PROD + "attestation: {snp_crl_from_kds: 'sometimes', snp_kds_url: 'https://kdsintf.amd.com'}\n", {}),
     ("[1, 2]", {}),
@@ -377,6 +381,29 @@ def test_config_snp_crl_sources(tmp_path: Path) -> None:
     env = attestation_options(load_config(_write(tmp_path, PROD), env={"WEIGHTSEAL_KMS_ATTESTATION_SNP_CRL_DIR":
                                                                        str(tmp_path / "crls")}))
     assert isinstance(env.snp_crl, SnpCrlDir) and env.snp_crl.path == tmp_path / "crls"
+
+
+def test_config_gpu_rim_service(tmp_path: Path) -> None:
+    from weightseal.attest import NvidiaRimService
+    from weightseal.kms._server import attestation_options
+
+    (tmp_path / "rim.key").write_text("nvapi-abc_123\n")
+    text = PROD + ("attestation: {gpu_rim_service_url: 'https://rim.attestation.nvidia.com/v1/rim/',"
+                   " gpu_rim_service_key_file: rim.key, gpu_rim_cache_dir: rim-cache}\n")
+    opts = attestation_options(load_config(_write(tmp_path, text), env={}))
+    assert isinstance(opts.gpu_rims, NvidiaRimService)
+    assert opts.gpu_rims.base_url == "https://rim.attestation.nvidia.com/v1/rim/"
+    assert opts.gpu_rims.cache_dir == tmp_path / "rim-cache"
+    assert opts.gpu_rims._key == "nvapi-abc_123" and "nvapi" not in repr(opts.gpu_rims)
+    for bad in (b"two words", b"", b"caf\xc3\xa9"):
+        (tmp_path / "rim.key").write_bytes(bad)
+        with pytest.raises(ConfigError) as ei:
+            attestation_options(load_config(_write(tmp_path, text), env={}))
+        assert ei.value.reason == "config.invalid"
+    (tmp_path / "rim.key").unlink()
+    with pytest.raises(ConfigError) as ei:
+        attestation_options(load_config(_write(tmp_path, text), env={}))
+    assert ei.value.reason == "config.invalid" and "rim.key" in str(ei.value)
 
 
 @pytest.mark.parametrize("key", ["tdx_collateral_dir", "gpu_rim_dir", "snp_crl_dir"])
