@@ -14,7 +14,7 @@ import textwrap
 import pytest
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
-from nvgpu_testlib import GPU_REASONS, HOPPER_NONCE, hopper, legacy
+from nvgpu_testlib import BLACKWELL_NONCE, GPU_REASONS, HOPPER_NONCE, blackwell, hopper, legacy
 from weightseal.attest._errors import AttestationError
 from weightseal.attest._nvgpu import SIGNATURE_LEN, _verify, parse_gpu_report
 
@@ -40,11 +40,14 @@ def _raw(hex_report: bytes) -> bytes:
     return bytes.fromhex(hex_report.decode().strip())
 
 
-@pytest.mark.parametrize("sample", ["hopper", "legacy"])
+@pytest.mark.parametrize("sample", ["hopper", "legacy", "blackwell"])
 def test_every_sampled_byte_of_signed_region_and_signature(sample: str) -> None:
     if sample == "hopper":
         rep, certs = hopper()
         nonce: bytes | None = HOPPER_NONCE
+    elif sample == "blackwell":
+        rep, certs = blackwell()
+        nonce = BLACKWELL_NONCE
     else:
         rep, certs = legacy()
         nonce = None
@@ -55,7 +58,7 @@ def test_every_sampled_byte_of_signed_region_and_signature(sample: str) -> None:
     assert len(positions) >= 400
     seen: dict[str, int] = {}
     for pos in positions:
-        for mask in (0x01, 0x80) if sample == "hopper" else (0x41,):
+        for mask in (0x01, 0x80) if sample != "legacy" else (0x41,):
             m = bytearray(raw)
             m[pos] ^= mask
             reason = _reason(bytes(m), certs, nonce)
@@ -94,9 +97,12 @@ def _pem(c: bytes) -> bytes:
     return b"-----BEGIN CERTIFICATE-----\n" + "\n".join(textwrap.wrap(base64.b64encode(c).decode(), 64)).encode() + b"\n-----END CERTIFICATE-----\n"
 
 
+@pytest.mark.parametrize("sample", ["hopper", "blackwell"])
 @pytest.mark.parametrize("which", [0, 1, 2, 3, 4])
-def test_every_sampled_byte_of_each_certificate(which: int) -> None:
-    rep, certs = hopper()
+def test_every_sampled_byte_of_each_certificate(which: int, sample: str) -> None:
+    rep, certs = hopper() if sample == "hopper" else blackwell()
+    nonce = HOPPER_NONCE if sample == "hopper" else BLACKWELL_NONCE
+    assert _reason(rep, certs, nonce) == "ACCEPTED"  # the unmodified chain passes every check
     ders = [c.public_bytes(serialization.Encoding.DER) for c in x509.load_pem_x509_certificates(certs)]
     assert len(ders) == 5
     der = ders[which]
@@ -106,7 +112,7 @@ def test_every_sampled_byte_of_each_certificate(which: int) -> None:
         m = bytearray(der)
         m[pos] ^= 0x01
         bundle = b"".join(_pem(bytes(m)) if i == which else _pem(d) for i, d in enumerate(ders))
-        reason = _reason(rep, bundle)
+        reason = _reason(rep, bundle, nonce)
         if reason == "ACCEPTED":
             accepted.append(pos)
         else:
