@@ -12,7 +12,14 @@ import struct
 from pathlib import Path
 
 import pytest
-from weightseal.attest import AttestationError, Policy, PolicyDenied, evaluate, verify_tdx
+from weightseal.attest import (
+    AttestationError,
+    Policy,
+    PolicyDenied,
+    evaluate,
+    report_data,
+    verify_tdx,
+)
 
 T = Path(__file__).resolve().parents[1] / "data" / "attestation" / "tdx" / "trustee"
 
@@ -87,6 +94,9 @@ def test_azure_td_quote_binds_the_hcl_report() -> None:
     expected = hashlib.sha256(hcl[off + 20: off + 20 + vsize]).digest() + bytes(32)
     c = verify_tdx(rd("az-tdx-vtpm/td-quote.bin"), expected_report_data=expected)
     assert c.report_data == expected
+    # so a weightseal release binding cannot be met on such a VM (README: Azure)
+    ours = report_data(b"\x01" * 32, "llama", b"\x02" * 32)
+    assert _reason(verify_tdx, rd("az-tdx-vtpm/td-quote.bin"), expected_report_data=ours) == "attest.tdx.binding"
     # trustee's negative case: HCL byte 0x880 changed -> the binding no longer holds
     bad = bytearray(hcl)
     bad[0x0880] += 1
