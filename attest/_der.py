@@ -227,12 +227,12 @@ def split_certificate(
         tbs_alg = read_tlv(der, serial.end, tbs.end)
     if tbs_alg.tag != TAG_SEQUENCE:
         raise DerError("TBS signature algorithm")
-    return CertificateParts(
-        tbs=tbs.raw(der),
-        algorithm=alg.raw(der),
-        tbs_algorithm=tbs_alg.raw(der),
-        signature=sig.value(der)[1:],
-    )
+    return _parts(der, tbs, alg, tbs_alg, sig)
+
+
+def _parts(der: bytes, tbs: Tlv, alg: Tlv, tbs_alg: Tlv, sig: Tlv) -> CertificateParts:
+    return CertificateParts(tbs=tbs.raw(der), algorithm=alg.raw(der), tbs_algorithm=tbs_alg.raw(der),
+                            signature=sig.value(der)[1:])
 
 
 def split_crl(der: bytes) -> CertificateParts:
@@ -245,9 +245,4 @@ def split_crl(der: bytes) -> CertificateParts:
         first = read_tlv(der, first.end, tbs.end)
     if first.tag != TAG_SEQUENCE:
         raise DerError("TBSCertList signature algorithm")
-    return CertificateParts(
-        tbs=tbs.raw(der),
-        algorithm=alg.raw(der),
-        tbs_algorithm=first.raw(der),
-        signature=sig.value(der)[1:],
-    )
+    return _parts(der, tbs, alg, first, sig)

@@ -301,3 +301,18 @@ def synth_report(product: str, *, tag: str = "default", **kw: object) -> bytes:
         kw.setdefault("chip_id", TURIN_CHIP)
     r = build_report(product=product, **kw)  # type: ignore[arg-type]
     return sign_report(r, leaf_key(tag))
+
+
+class FakeFetcher:
+    """A KDS fetcher over fixed responses that records the URLs it was asked for; an unknown
+    URL fails like an unreachable server."""
+
+    def __init__(self, responses: dict[str, bytes]) -> None:
+        self.responses = responses
+        self.calls: list[str] = []
+
+    def __call__(self, url: str) -> bytes:
+        self.calls.append(url)
+        if url not in self.responses:
+            raise OSError("404")
+        return self.responses[url]

@@ -27,6 +27,7 @@ from snp_testlib import (
     NOW_SYNTH,
     PSS,
     T0,
+    FakeFetcher,
     _name,
     _sign_cert,
     synth_product,
@@ -369,34 +370,22 @@ def test_crl_directory(tmp_path: Path) -> None:
     assert _reason(lambda: SnpCrlDir(tmp_path / "missing")) == "attest.snp.crl"
 
 
-class Fetcher:
-    def __init__(self, responses: dict[str, bytes]) -> None:
-        self.responses = responses
-        self.calls: list[str] = []
-
-    def __call__(self, url: str) -> bytes:
-        self.calls.append(url)
-        if url not in self.responses:
-            raise OSError("unreachable")
-        return self.responses[url]
-
-
 MILAN_URL = "https://kdsintf.amd.com/vcek/v1/Milan/crl"
 
 
 def test_kds_crl_urls() -> None:
-    k = KdsClient(Fetcher({}))
+    k = KdsClient(FakeFetcher({}))
     assert k.crl_url("Milan") == MILAN_URL
     assert k.crl_url("Turin", vlek=True) == "https://kdsintf.amd.com/vlek/v1/Turin/crl"
     assert _reason(lambda: k.crl_url("Mars")) == "attest.snp.kds"
     assert _reason(lambda: k.snp_crl("Milan", "ask")) == "attest.snp.kds"
     with pytest.raises(ValueError):
-        KdsClient(Fetcher({}), crl_refresh_seconds=0)
+        KdsClient(FakeFetcher({}), crl_refresh_seconds=0)
 
 
 def test_kds_crl_is_refreshed_and_survives_an_outage(tmp_path: Path) -> None:
     clock = [1000.0]
-    fetch = Fetcher({MILAN_URL: milan_der()})
+    fetch = FakeFetcher({MILAN_URL: milan_der()})
     kds = KdsClient(fetch, cache_dir=tmp_path / "kds", crl_refresh_seconds=600, clock=lambda: clock[0])
     c = verify_snp(virtee_report(), virtee_vcek(), now=NOW, crl=kds)
     assert c.crl_checked is True and fetch.calls == [MILAN_URL]
@@ -411,21 +400,21 @@ def test_kds_crl_is_refreshed_and_survives_an_outage(tmp_path: Path) -> None:
     fetch.responses.clear()
     assert kds.snp_crl("Milan", "vcek") == GENOA_CRL_PEM.read_bytes() and len(fetch.calls) == 3
     # a new client (restart) finds the disk copy; it is fresh by its mtime, so no request
-    fresh = KdsClient(Fetcher({}), cache_dir=tmp_path / "kds", crl_refresh_seconds=600)
+    fresh = KdsClient(FakeFetcher({}), cache_dir=tmp_path / "kds", crl_refresh_seconds=600)
     assert fresh.snp_crl("Milan", "vcek") == GENOA_CRL_PEM.read_bytes()
     # nothing held and KDS unreachable: an error the verifier turns into attest.snp.crl
-    cold = KdsClient(Fetcher({}))
+    cold = KdsClient(FakeFetcher({}))
     assert _reason(lambda: cold.snp_crl("Milan", "vcek")) == "attest.snp.kds"
     assert _reason(lambda: verify_snp(virtee_report(), virtee_vcek(), now=NOW, crl=cold)) == "attest.snp.crl"
 
 
 def test_kds_stale_disk_copy_is_refetched(tmp_path: Path) -> None:
-    seed = KdsClient(Fetcher({MILAN_URL: GENOA_CRL_PEM.read_bytes()}), cache_dir=tmp_path)
+    seed = KdsClient(FakeFetcher({MILAN_URL: GENOA_CRL_PEM.read_bytes()}), cache_dir=tmp_path)
     assert seed.snp_crl("Milan", "vcek") == GENOA_CRL_PEM.read_bytes()
     [cached] = list(tmp_path.glob("*.crl"))
     old = time.time() - 7200
     os.utime(cached, (old, old))
-    fetch = Fetcher({MILAN_URL: milan_der()})
+    fetch = FakeFetcher({MILAN_URL: milan_der()})
     kds = KdsClient(fetch, cache_dir=tmp_path)  # default refresh: one hour
     assert kds.snp_crl("Milan", "vcek") == milan_der() and fetch.calls == [MILAN_URL]
     assert cached.read_bytes() == milan_der()

@@ -12,6 +12,7 @@ from snp_testlib import (
     CHIP,
     NOW_SYNTH,
     TURIN_CHIP,
+    FakeFetcher,
     der,
     gsg_report,
     leaf_key,
@@ -230,18 +231,6 @@ def test_vmpl_and_author_key_carried() -> None:
 
 
 # --------------------------------------------------------------------------- KDS
-
-
-class FakeFetcher:
-    def __init__(self, responses: dict[str, bytes]) -> None:
-        self.responses = responses
-        self.calls: list[str] = []
-
-    def __call__(self, url: str) -> bytes:
-        self.calls.append(url)
-        if url not in self.responses:
-            raise OSError("404")
-        return self.responses[url]
 
 
 def test_kds_urls() -> None:
