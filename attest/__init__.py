@@ -33,6 +33,7 @@ from ._errors import (
 )
 from ._mock import UnsafeMockPlatform, verify_mock
 from ._nvgpu import verify_gpu
+from ._nvgpu_ocsp import NvidiaOcsp
 from ._nvgpu_rim import NvidiaRimService, RimQuery, RimStore
 from ._policy import Decision, Policy, evaluate, policy_from_claims
 from ._snp import verify_snp
@@ -66,6 +67,7 @@ __all__ = [
     "KdsClient",
     "MockClaims",
     "MockNotAllowedError",
+    "NvidiaOcsp",
     "NvidiaRimService",
     "Platform",
     "Policy",

@@ -203,6 +203,7 @@ class GpuClaims(_ClaimsBase):
     hwmodel: str | None = None
     measurements_verified: bool = False  # True once compared against RIM / reference values
     opaque: dict[str, str] = field(default_factory=dict)  # raw opaque fields, hex
+    ocsp_checked: bool = False  # the device chain was checked with NVIDIA's OCSP responder: not revoked
 
 
 @dataclass(frozen=True)

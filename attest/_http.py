@@ -1,6 +1,6 @@
-"""HTTPS GET for the collateral services a verifier may be configured to use (AMD KDS, Intel
-PCS or a PCCS, NVIDIA's RIM service).  Used only when a caller configures such a service: the
-verifiers never touch the network by default.
+"""HTTPS GET/POST for the collateral services a verifier may be configured to use (AMD KDS,
+Intel PCS or a PCCS, NVIDIA's RIM service and OCSP responder).  Used only when a caller
+configures such a service: the verifiers never touch the network by default.
 
 Rules: https only, also after a redirect (a redirect to plain http is refused, not followed);
 the server certificate is checked against the system store or ``ca_file``; a timeout; the body
@@ -18,7 +18,7 @@ from collections.abc import Callable, Mapping
 from typing import Any
 from urllib.parse import urlsplit
 
-__all__ = ["https_get"]
+__all__ = ["https_get", "https_request"]
 
 _UA = "weightseal-attest"
 
@@ -40,6 +40,20 @@ def https_get(
     ca_file: str | None = None,
 ) -> tuple[bytes, dict[str, str]]:
     """GET ``url`` over HTTPS -> (body, headers with lower-case names)."""
+    return https_request(url, limit=limit, error=error, timeout=timeout, headers=headers, ca_file=ca_file)
+
+
+def https_request(
+    url: str,
+    *,
+    limit: int,
+    error: Callable[[str], Exception],
+    data: bytes | None = None,
+    timeout: float = 15.0,
+    headers: Mapping[str, str] | None = None,
+    ca_file: str | None = None,
+) -> tuple[bytes, dict[str, str]]:
+    """GET (or, with ``data``, POST) ``url`` over HTTPS -> (body, lower-case headers)."""
     if not isinstance(url, str) or not url.startswith("https://"):
         raise error("collateral URL must be https")
     host = urlsplit(url).hostname or "?"
@@ -48,7 +62,7 @@ def https_get(
     except (OSError, ssl.SSLError) as exc:
         raise error(f"cannot load CA file ({type(exc).__name__})") from None
     opener = urllib.request.build_opener(urllib.request.HTTPSHandler(context=ctx), _HttpsOnlyRedirects())
-    req = urllib.request.Request(url, headers={"User-Agent": _UA, **(headers or {})})  # noqa: S310 - https only
+    req = urllib.request.Request(url, data=data, headers={"User-Agent": _UA, **(headers or {})})  # noqa: S310
     try:
         with opener.open(req, timeout=timeout) as resp:
             body = bytes(resp.read(limit + 1))

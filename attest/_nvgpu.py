@@ -48,6 +48,8 @@ Verification steps (numbered as in the code below):
      signature and CA constraints (``attest.gpu.chain``); validity at ``now``
      (``attest.gpu.expired``).
   5. Nonce in the request equals the expected nonce (``attest.gpu.nonce``).
+  5b. With an ``ocsp`` checker: the device chain's revocation status from NVIDIA's OCSP
+     responder (``_nvgpu_ocsp``: ``attest.gpu.ocsp``, ``attest.gpu.revoked``).
   6. Measurements against signed RIMs (``attest.gpu.rim``, ``attest.gpu.rim_expired``) and/or
      caller reference values (``attest.gpu.measurement``).
   7. Claims.
@@ -65,6 +67,7 @@ import struct
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from typing import Any
 
 from cryptography import x509
 from cryptography.exceptions import InvalidSignature
@@ -405,6 +408,7 @@ def verify_gpu(
     expected_nonce: bytes | None = None,
     rims: Sequence[bytes] | RimSource = (),
     reference: Mapping[int, Sequence[bytes]] | None = None,
+    ocsp: Any = None,
 ) -> GpuClaims:
     """Verify NVIDIA GPU evidence and return its claims (or raise an ``AttestationError``).
 
@@ -413,10 +417,12 @@ def verify_gpu(
     32-byte SPDM nonce the caller asked for.  ``rims``: signed RIM documents (one driver RIM
     and one VBIOS RIM, SWID XML with xmldsig), or a ``RimSource`` to get them from by the
     report's versions (:class:`RimStore`: a directory; :class:`NvidiaRimService`: fetched).
+    ``ocsp``: an :class:`NvidiaOcsp` to check the device chain's revocation status with
+    (network); the claims then say ``ocsp_checked=True``.
     ``reference``: ``{SPDM measurement index: [allowed digests]}``, keyed like ``GpuClaims.measurements`` (1-based block indexes).
     """
     try:
-        return _verify(report, certs, now, expected_nonce, rims, reference)
+        return _verify(report, certs, now, expected_nonce, rims, reference, ocsp)
     except AttestationError:
         raise
     except Exception as exc:  # defence in depth: only our errors escape
@@ -430,6 +436,7 @@ def _verify(
     expected_nonce: bytes | None,
     rims: Sequence[bytes] | RimSource,
     reference: Mapping[int, Sequence[bytes]] | None,
+    ocsp: Any = None,
 ) -> GpuClaims:
     now = _utc(now_in)
     # 1. Parse the evidence.
@@ -493,6 +500,18 @@ def _verify(
         if not hmac.compare_digest(rep.nonce, bytes(expected_nonce)):
             raise BindingError("GPU nonce does not match the expected nonce", reason="attest.gpu.nonce")
 
+    # 5b. Revocation of the device chain (NVIDIA OCSP), when configured: after everything
+    # local verified, so garbage evidence never causes a request.
+    ocsp_checked = False
+    if ocsp is not None:
+        try:
+            ocsp.check_chain([*chain, device_root()], now=now)
+        except AttestationError:
+            raise
+        except Exception as exc:
+            raise CollateralError(f"OCSP check failed ({type(exc).__name__})", reason="attest.gpu.ocsp") from None
+        ocsp_checked = True
+
     # 6. Measurements against signed RIMs and/or reference values.
     measurements = rep.measurements
     skip_blocks = {NVDEC_RIM_INDEX + 1} if nvdec == bytes((NVDEC_DISABLED,)) else set()
@@ -547,6 +566,7 @@ def _verify(
         hwmodel=hwmodel,
         measurements_verified=verified,
         opaque=_opaque_text(rep),
+        ocsp_checked=ocsp_checked,
     )
 
 

@@ -169,9 +169,10 @@ class GpuRules:
     vbios_versions: tuple[str, ...] | None = None
     measurements_verified_required: bool = True
     allow_ppcie: bool = False
+    require_ocsp: bool = False
 
     _FIELDS = ("required", "count", "cc_required", "driver_versions", "min_driver_version",
-               "vbios_versions", "measurements_verified_required", "allow_ppcie")
+               "vbios_versions", "measurements_verified_required", "allow_ppcie", "require_ocsp")
 
     @classmethod
     def from_dict(cls, d: Any, where: str) -> GpuRules:
@@ -190,6 +191,7 @@ class GpuRules:
             vbios_versions=tuple(s.lower() for s in _strlist(d["vbios_versions"], f"{where}.vbios_versions")) if "vbios_versions" in d else None,
             measurements_verified_required=_bool(d.get("measurements_verified_required", True), f"{where}.measurements_verified_required"),
             allow_ppcie=_bool(d.get("allow_ppcie", False), f"{where}.allow_ppcie"),
+            require_ocsp=_bool(d.get("require_ocsp", False), f"{where}.require_ocsp"),
         )
 
     def to_dict(self) -> dict[str, Any]:
@@ -206,6 +208,8 @@ class GpuRules:
             out["min_driver_version"] = self.min_driver_version
         if self.vbios_versions is not None:
             out["vbios_versions"] = list(self.vbios_versions)
+        if self.require_ocsp:
+            out["require_ocsp"] = True  # only when set: older policies keep their digest
         return out
 
 
@@ -783,6 +787,8 @@ def _gpu_checks(g: GpuRules | None, gpus: Sequence[GpuClaims]) -> list[tuple[str
         ("gpu.measurements", each("measurements_verified_required", "policy.gpu.measurements",
                                   lambda gc: gc.measurements_verified or not g.measurements_verified_required,
                                   lambda gc: "GPU measurements were not checked against reference values")),
+        ("gpu.require_ocsp", each("require_ocsp", "policy.gpu.ocsp", lambda gc: gc.ocsp_checked or not g.require_ocsp,
+                                  lambda gc: "the device chain was not checked with NVIDIA's OCSP responder")),
     ]
 
 
@@ -921,6 +927,8 @@ def policy_from_claims(claims: Sequence[Claims], *, model_versions: Sequence[int
             "measurements_verified_required": all(g.measurements_verified for g in gpus),
             "allow_ppcie": any(g.ppcie for g in gpus),
         }
+        if all(g.ocsp_checked for g in gpus):
+            profile["gpu"]["require_ocsp"] = True
     doc: dict[str, Any] = {"version": POLICY_VERSION, "model_versions": list(model_versions), "profiles": [profile]}
     if description is not None:
         doc["description"] = description

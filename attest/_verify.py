@@ -66,6 +66,7 @@ def verify_evidence(
     expected_gpu_nonce: bytes | None = None,
     tdx_fetcher: Any = None,
     snp_crl: Any = None,
+    gpu_ocsp: Any = None,
 ) -> Claims:
     """Verify one piece of evidence and return its claims, or raise an ``AttestationError``.
 
@@ -77,7 +78,8 @@ def verify_evidence(
     ``expected_report_data``.  Collateral: ``tdx_collateral`` (one set) or ``tdx_fetcher`` (a
     ``TdxCollateralDir`` or ``IntelPcsFetcher``, asked for the quote's FMSPC); ``gpu_rims`` (the
     two RIMs, or a ``RimStore`` / ``NvidiaRimService`` to get them from); ``gpu_reference``; ``snp_kds``;
-    ``snp_crl`` (an ``SnpCrlSource``: ``SnpCrlDir``, ``SnpCrlFile`` or a ``KdsClient``).
+    ``snp_crl`` (an ``SnpCrlSource``: ``SnpCrlDir``, ``SnpCrlFile`` or a ``KdsClient``);
+    ``gpu_ocsp`` (an ``NvidiaOcsp``: the GPUs' device chains checked for revocation).
     """
     if not isinstance(evidence, Evidence):
         raise UnsupportedEvidenceError("not an Evidence object", reason="attest.unsupported")
@@ -112,7 +114,7 @@ def verify_evidence(
         nonce = gpu_nonce(expected_report_data) if expected_report_data is not None else expected_gpu_nonce
         return verify_gpu(evidence.report, evidence.certs, now=now, expected_nonce=nonce,
                           rims=gpu_rims if hasattr(gpu_rims, "rims_for") else tuple(gpu_rims or ()),
-                          reference=gpu_reference)
+                          reference=gpu_reference, ocsp=gpu_ocsp)
     raise UnsupportedEvidenceError(f"unsupported platform {plat!r}", reason="attest.unsupported")  # pragma: no cover
 
 
@@ -129,6 +131,7 @@ def verify_bundle(
     snp_kds: Any = None,
     tdx_fetcher: Any = None,
     snp_crl: Any = None,
+    gpu_ocsp: Any = None,
 ) -> list[Claims]:
     """Verify a request's evidence: exactly one CPU TEE (snp/tdx/mock) first, then 0..n GPUs,
     all bound to ``expected_report_data``.  The same GPU twice is rejected (``attest.bundle``)."""
@@ -151,7 +154,7 @@ def verify_bundle(
         claims = verify_evidence(ev, expected_report_data=expected_report_data, allow_mock=allow_mock,
                                  mock_keys=mock_keys, now=now, tdx_collateral=tdx_collateral, gpu_rims=gpu_rims,
                                  gpu_reference=gpu_reference, snp_kds=snp_kds, tdx_fetcher=tdx_fetcher,
-                                 snp_crl=snp_crl)
+                                 snp_crl=snp_crl, gpu_ocsp=gpu_ocsp)
         if isinstance(claims, GpuClaims):
             if claims.ak_serial in serials:
                 raise AttestationError("the same GPU appears twice", reason="attest.bundle")

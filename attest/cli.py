@@ -231,6 +231,13 @@ def _cmd_verify(args: argparse.Namespace) -> int:
     elif args.rim_service_ca:
         raise _UsageError("--rim-service-ca needs --rim-service")
     snp_crl = _load_snp_crl(args.snp_crl)
+    gpu_ocsp = None
+    if args.gpu_ocsp:
+        from ._nvgpu_ocsp import NvidiaOcsp
+
+        gpu_ocsp = NvidiaOcsp(url=args.gpu_ocsp, ca_file=args.gpu_ocsp_ca)
+    elif args.gpu_ocsp_ca:
+        raise _UsageError("--gpu-ocsp-ca needs --gpu-ocsp")
     mock_keys = [_hexarg(k, "--mock-key-pub", 32) for k in args.mock_key_pub] if args.mock_key_pub else None
     if args.allow_mock:
         print(_UNSAFE, file=sys.stderr)
@@ -242,7 +249,8 @@ def _cmd_verify(args: argparse.Namespace) -> int:
         collateral, fetcher = (_load_tdx_collateral(args.collateral, partial=args.collateral_partial)
                                if args.collateral else (None, None))
         kw: dict[str, Any] = dict(allow_mock=args.allow_mock, mock_keys=mock_keys, now=now,
-                                  tdx_collateral=collateral, tdx_fetcher=fetcher, gpu_rims=rims, snp_crl=snp_crl)
+                                  tdx_collateral=collateral, tdx_fetcher=fetcher, gpu_rims=rims, snp_crl=snp_crl,
+                                  gpu_ocsp=gpu_ocsp)
         if evs[0].platform is not Platform.NVGPU:
             claims_list = verify_bundle(evs, expected, **kw)
         else:
@@ -461,6 +469,9 @@ def register(subparsers: Any) -> None:
     v.add_argument("--snp-crl", metavar="FILE|DIR",
                    help="AMD ARK CRL (DER or PEM, from https://kdsintf.amd.com/vcek/v1/<Product>/crl) or a directory "
                         "of <product>_<vcek|vlek>.crl files: deny if the SNP chain's ASK/ASVK is revoked")
+    v.add_argument("--gpu-ocsp", metavar="URL",
+                   help="check GPU device chains with NVIDIA's OCSP responder (network), e.g. https://ocsp.ndis.nvidia.com")
+    v.add_argument("--gpu-ocsp-ca", metavar="FILE", help="CA certificate of an OCSP responder mirror")
     v.add_argument("--rim-service", metavar="URL",
                    help="fetch the driver and VBIOS RIMs from NVIDIA's RIM service (network), e.g. "
                         "https://rim.attestation.nvidia.com/v1/rim/")

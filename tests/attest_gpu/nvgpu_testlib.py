@@ -60,4 +60,6 @@ GPU_REASONS = {
     "attest.gpu.rim",
     "attest.gpu.rim_expired",
     "attest.gpu.measurement",
+    "attest.gpu.ocsp",
+    "attest.gpu.revoked",
 }
