@@ -115,6 +115,11 @@ class AttestationConfig:
     gpu_rim_service_key_file: str | None = None  # sent as "Authorization: Bearer <key>"
     gpu_rim_service_ca_file: str | None = None  # a mirror's private CA (default: system store)
     gpu_rim_cache_dir: str | None = None
+    # NVIDIA OCSP for the GPUs' device certificate chains (network; https://ocsp.ndis.nvidia.com
+    # or a mirror): revoked -> attest.gpu.revoked, no usable answer -> attest.gpu.ocsp
+    gpu_ocsp_url: str | None = None
+    gpu_ocsp_ca_file: str | None = None
+    gpu_ocsp_nonce: bool = True  # require the responder to echo a fresh nonce
     # AMD KDS (https://kdsintf.amd.com) for VCEKs a guest does not supply (network), and an
     # on-disk cache for them
     snp_kds_url: str | None = None
@@ -170,7 +175,9 @@ class KmsConfig:
         for name in ("gpu_rim_service_key_file", "gpu_rim_service_ca_file", "gpu_rim_cache_dir"):
             if getattr(att, name) and not att.gpu_rim_service_url:
                 _bad(f"attestation.{name} needs attestation.gpu_rim_service_url")
-        for name in ("tdx_pcs_url", "tdx_root_crl_url", "snp_kds_url", "gpu_rim_service_url"):
+        if att.gpu_ocsp_ca_file and not att.gpu_ocsp_url:
+            _bad("attestation.gpu_ocsp_ca_file needs attestation.gpu_ocsp_url")
+        for name in ("tdx_pcs_url", "tdx_root_crl_url", "snp_kds_url", "gpu_rim_service_url", "gpu_ocsp_url"):
             url = getattr(att, name)
             if url is not None and not url.startswith("https://"):
                 _bad(f"attestation.{name} must be an https:// URL")
@@ -289,7 +296,7 @@ _PATH_FIELDS = {("tls", "cert"), ("tls", "key"), ("tls", "client_ca"), ("vault",
                 ("attestation", "tdx_collateral_dir"), ("attestation", "gpu_rim_dir"),
                 ("attestation", "snp_kds_cache_dir"), ("attestation", "snp_crl_dir"),
                 ("attestation", "gpu_rim_service_key_file"), ("attestation", "gpu_rim_service_ca_file"),
-                ("attestation", "gpu_rim_cache_dir")}
+                ("attestation", "gpu_rim_cache_dir"), ("attestation", "gpu_ocsp_ca_file")}
 
 
 def _resolve_paths(cfg: KmsConfig, base: Path) -> KmsConfig:

@@ -102,6 +102,7 @@ class AttestationOptions:
     gpu_reference: Any = None
     snp_kds: Any = None
     snp_crl: Any = None  # SnpCrlDir / KdsClient: ARK CRLs (revocation of the ASK/ASVK)
+    gpu_ocsp: Any = None  # NvidiaOcsp: revocation of the GPUs' device chains
 
 
 class _Audit(Protocol):
@@ -150,7 +151,7 @@ def claims_summary(claims: Sequence[Claims]) -> list[dict[str, Any]]:
                         "platform_key_id": c.platform_key.hex()})
         elif isinstance(c, GpuClaims):
             out.append({"platform": "nvgpu", "ak_serial": c.ak_serial, "driver_version": c.driver_version,
-                        "vbios_version": c.vbios_version, "cc_enabled": c.cc_enabled})
+                        "vbios_version": c.vbios_version, "cc_enabled": c.cc_enabled, "ocsp_checked": c.ocsp_checked})
     return out
 
 
@@ -356,7 +357,7 @@ class KeyReleaser:
             evidences, rd, allow_mock=allow_mock, mock_keys=self._att.mock_keys, now=now,
             tdx_collateral=self._att.tdx_collateral, tdx_fetcher=self._att.tdx_fetcher,
             gpu_rims=self._att.gpu_rims, gpu_reference=self._att.gpu_reference, snp_kds=self._att.snp_kds,
-            snp_crl=self._att.snp_crl)
+            snp_crl=self._att.snp_crl, gpu_ocsp=self._att.gpu_ocsp)
         ctx.claims = claims_summary(claims)
         # 6. policy
         decision = evaluate(policy, claims, model_version=version, allow_mock=allow_mock)

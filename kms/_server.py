@@ -248,11 +248,12 @@ def _open_audit(cfg: KmsConfig, signing_key: nacl.signing.SigningKey) -> Any:
 def attestation_options(cfg: KmsConfig) -> AttestationOptions:
     """What the verifiers get besides the evidence: trusted mock keys (development), TDX
     collateral per FMSPC (a directory, or Intel PCS / a PCCS), the fleet's NVIDIA RIMs (a
-    directory, or NVIDIA's RIM service), AMD KDS,
+    directory, or NVIDIA's RIM service), NVIDIA OCSP, AMD KDS,
     AMD ARK CRLs (a directory, or KDS).  A configured directory that does not exist is a
     configuration error at start-up."""
     from weightseal.attest._errors import CollateralError
     from weightseal.attest._files import read_limited
+    from weightseal.attest._nvgpu_ocsp import NvidiaOcsp
     from weightseal.attest._nvgpu_rim import NvidiaRimService, RimStore
     from weightseal.attest._snp_crl import SnpCrlDir
     from weightseal.attest._snp_kds import KdsClient
@@ -285,8 +286,10 @@ def attestation_options(cfg: KmsConfig) -> AttestationOptions:
     kds = KdsClient(cache_dir=att.snp_kds_cache_dir, base_url=att.snp_kds_url) if att.snp_kds_url else None
     if att.snp_crl_from_kds:
         snp_crl = kds
+    gpu_ocsp = (NvidiaOcsp(url=att.gpu_ocsp_url, ca_file=att.gpu_ocsp_ca_file, nonce=att.gpu_ocsp_nonce)
+                if att.gpu_ocsp_url else None)
     return AttestationOptions(mock_keys=mock_keys, tdx_fetcher=tdx_fetcher, gpu_rims=rims, snp_kds=kds,
-                              snp_crl=snp_crl)
+                              snp_crl=snp_crl, gpu_ocsp=gpu_ocsp)
 
 
 class Server:

@@ -313,7 +313,7 @@ def test_configured_collateral_reaches_the_verifiers(kms_factory: Any, tee: Unsa
     # attestation.tdx_collateral_dir / gpu_rim_dir in the service config end up in every
     # verify_bundle call of a real release (through gRPC), as the stores the verifiers consult
     import weightseal.kms._release as rel
-    from weightseal.attest import SnpCrlDir
+    from weightseal.attest import NvidiaOcsp, SnpCrlDir
     from weightseal.attest._nvgpu_rim import RimStore
     from weightseal.attest._tdx_collateral import TdxCollateralDir
     from weightseal.kms._config import AttestationConfig
@@ -323,7 +323,8 @@ def test_configured_collateral_reaches_the_verifiers(kms_factory: Any, tee: Unsa
     (tmp_path / "crls").mkdir()
     kms = kms_factory(attestation=AttestationConfig(tdx_collateral_dir=str(tmp_path / "tdx"),
                                                      gpu_rim_dir=str(tmp_path / "rims"),
-                                                     snp_crl_dir=str(tmp_path / "crls")))
+                                                     snp_crl_dir=str(tmp_path / "crls"),
+                                                     gpu_ocsp_url="https://ocsp.example"))
     seen: list[dict[str, Any]] = []
     real = rel.verify_bundle
 
@@ -340,6 +341,7 @@ def test_configured_collateral_reaches_the_verifiers(kms_factory: Any, tee: Unsa
     assert isinstance(seen[0]["gpu_rims"], RimStore) and seen[0]["gpu_rims"].directory == tmp_path / "rims"
     assert seen[0]["tdx_fetcher"] is kms.server.attestation.tdx_fetcher
     assert isinstance(seen[0]["snp_crl"], SnpCrlDir) and seen[0]["snp_crl"].path == tmp_path / "crls"
+    assert isinstance(seen[0]["gpu_ocsp"], NvidiaOcsp) and seen[0]["gpu_ocsp"].url == "https://ocsp.example"
 
 
 def test_collateral_expiry_is_exported_as_metrics(kms_factory: Any, tmp_path: Any, data_dir: Any) -> None:

@@ -256,6 +256,8 @@ def test_config_file_env_and_paths(tmp_path: Path) -> None:
     (PROD + "attestation: {gpu_rim_service_url: 'http://rim.example/v1/rim/'}\n", {}),
     (PROD + "attestation: {gpu_rim_cache_dir: rim-cache}\n", {}),  # a cache without the service
     (PROD + "attestation: {gpu_rim_service_key_file: k}\n", {}),
+    (PROD + "attestation: {gpu_ocsp_ca_file: ca.pem}\n", {}),  # a CA without a responder
+    (PROD + "attestation: {gpu_ocsp_url: 'http://ocsp.ndis.nvidia.com'}\n", {}),
     (PROD + "attestation: {snp_crl_dir: crls, snp_crl_from_kds: true, snp_kds_url: 'https://kdsintf.amd.com'}\n", {}),
     (PROD + "attestation: {snp_crl_from_kds: 'sometimes', snp_kds_url: 'https://kdsintf.amd.com'}\n", {}),
     ("[1, 2]", {}),
@@ -404,6 +406,19 @@ def test_config_gpu_rim_service(tmp_path: Path) -> None:
     with pytest.raises(ConfigError) as ei:
         attestation_options(load_config(_write(tmp_path, text), env={}))
     assert ei.value.reason == "config.invalid" and "rim.key" in str(ei.value)
+
+
+def test_config_gpu_ocsp(tmp_path: Path) -> None:
+    from weightseal.attest import NvidiaOcsp
+    from weightseal.kms._server import attestation_options
+
+    plain = attestation_options(load_config(_write(tmp_path, PROD), env={}))
+    assert plain.gpu_ocsp is None
+    text = PROD + "attestation: {gpu_ocsp_url: 'https://ocsp.ndis.nvidia.com', gpu_ocsp_ca_file: ocsp-ca.pem}\n"
+    opts = attestation_options(load_config(_write(tmp_path, text), env={"WEIGHTSEAL_KMS_ATTESTATION_GPU_OCSP_NONCE": "false"}))
+    assert isinstance(opts.gpu_ocsp, NvidiaOcsp)
+    assert (opts.gpu_ocsp.url, opts.gpu_ocsp.nonce, opts.gpu_ocsp._ca_file) == (
+        "https://ocsp.ndis.nvidia.com", False, str(tmp_path / "ocsp-ca.pem"))
 
 
 @pytest.mark.parametrize("key", ["tdx_collateral_dir", "gpu_rim_dir", "snp_crl_dir"])
