@@ -325,6 +325,11 @@ def test_verify_gpu_with_ocsp(responder: Responder, h: Hierarchy, monkeypatch: p
     with pytest.raises(PolicyDenied) as ei:
         evaluate(pol, [cpu, unchecked], model_version=1, allow_mock=True)
     assert (ei.value.reason, ei.value.rule) == ("policy.gpu.ocsp", "profiles[0].gpu.require_ocsp")
+    # a golden policy from OCSP-checked evidence demands the check; from unchecked, it does not
+    from weightseal.attest import policy_from_claims
+
+    assert policy_from_claims([cpu, checked], model_versions=[1]).to_dict()["profiles"][0]["gpu"]["require_ocsp"] is True
+    assert "require_ocsp" not in policy_from_claims([cpu, unchecked], model_versions=[1]).to_dict()["profiles"][0]["gpu"]
 
 
 def test_real_blackwell_chain_is_asked_for_exactly_and_not_vouched_for_by_others(responder: Responder) -> None:
