@@ -18,7 +18,7 @@ from collections.abc import Callable, Mapping
 from typing import Any
 from urllib.parse import urlsplit
 
-__all__ = ["https_get", "https_request"]
+__all__ = ["https_get", "https_request", "guarded_fetch"]
 
 _UA = "weightseal-attest"
 
@@ -74,3 +74,19 @@ def https_request(
     if len(body) > limit:
         raise error(f"response from {host} is larger than {limit} bytes")
     return body, got
+
+
+def guarded_fetch(fetch: Callable[[], Any], *, limit: int, error: Callable[[str], Exception], what: str) -> bytes:
+    """Run a fetch (the default HTTPS one or a caller's injected one): an exception other than
+    the caller's own error type becomes ``error``, and the answer must be non-empty bytes of at
+    most ``limit``."""
+    err_type = type(error("probe"))
+    try:
+        body = fetch()
+    except err_type:
+        raise
+    except Exception as exc:
+        raise error(f"{what} failed ({type(exc).__name__})") from None
+    if not isinstance(body, bytes | bytearray) or not body or len(body) > limit:
+        raise error(f"{what}: the answer is empty, not bytes or larger than {limit} bytes")
+    return bytes(body)

@@ -181,21 +181,15 @@ class NvidiaOcsp:
         headers = {"Content-Type": "application/ocsp-request", "Accept": "application/ocsp-response"}
         if self._key:
             headers["Authorization"] = f"Bearer {self._key}"
-        try:
-            if self._post is not None:
-                body = self._post(self.url, request, headers)
-            else:
-                from ._http import https_request
+        from ._http import guarded_fetch, https_request
 
-                body = https_request(self.url, data=request, limit=MAX_OCSP_BYTES, error=_err, headers=headers,
-                                     ca_file=self._ca_file)[0]
-        except CollateralError:
-            raise
-        except Exception as exc:
-            raise _err(f"OCSP request failed ({type(exc).__name__})") from None
-        if not isinstance(body, bytes | bytearray) or not body or len(body) > MAX_OCSP_BYTES:
-            raise _err("the OCSP answer is empty, not bytes or too large")
-        return bytes(body)
+        def post() -> bytes:
+            if self._post is not None:
+                return self._post(self.url, request, headers)
+            return https_request(self.url, data=request, limit=MAX_OCSP_BYTES, error=_err, headers=headers,
+                                 ca_file=self._ca_file)[0]
+
+        return guarded_fetch(post, limit=MAX_OCSP_BYTES, error=_err, what="OCSP request")
 
     @staticmethod
     def _parse(body: bytes) -> ocsp.OCSPResponse:

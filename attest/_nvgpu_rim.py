@@ -780,20 +780,14 @@ class NvidiaRimService:
         if self._key:
             headers["Authorization"] = f"Bearer {self._key}"
         url = self.base_url + rim_id
-        try:
-            if self._get is not None:
-                body = self._get(url, headers)
-            else:
-                from ._http import https_get
+        from ._http import guarded_fetch, https_get
 
-                body = https_get(url, limit=MAX_RIM_RESPONSE, error=_rim_error, headers=headers,
-                                 ca_file=self._ca_file)[0]
-        except CollateralError:
-            raise
-        except Exception as exc:
-            raise _rim_error(f"RIM service request for {rim_id} failed ({type(exc).__name__})") from None
-        if not isinstance(body, bytes | bytearray) or len(body) > MAX_RIM_RESPONSE:
-            raise _rim_error(f"RIM service answer for {rim_id} is not bytes or too large")
+        def get() -> bytes:
+            if self._get is not None:
+                return self._get(url, headers)
+            return https_get(url, limit=MAX_RIM_RESPONSE, error=_rim_error, headers=headers, ca_file=self._ca_file)[0]
+
+        body = guarded_fetch(get, limit=MAX_RIM_RESPONSE, error=_rim_error, what=f"RIM service request for {rim_id}")
         try:
             doc = json.loads(bytes(body).decode("utf-8"))
             b64 = doc["rim"] if isinstance(doc, dict) else None

@@ -31,7 +31,7 @@ from pathlib import Path
 from ._cache import RefreshingCache, write_cache_file
 from ._claims import SnpTcb
 from ._errors import CollateralError
-from ._http import https_get
+from ._http import guarded_fetch, https_get
 
 __all__ = ["KdsClient", "Fetcher", "KDS_BASE_URL", "urllib_fetcher"]
 
@@ -119,15 +119,7 @@ class KdsClient:
         return self._crls.get(hashlib.sha256(url.encode()).hexdigest() + ".crl", lambda: self._fetch(url))
 
     def _fetch(self, url: str) -> bytes:
-        try:
-            data = self._fetcher(url)
-        except CollateralError:
-            raise
-        except Exception as exc:
-            raise _kds_err(f"KDS fetch failed ({type(exc).__name__})") from None
-        if not isinstance(data, bytes | bytearray) or not data or len(data) > MAX_RESPONSE:
-            raise _kds_err("KDS returned an empty or oversized response")
-        return bytes(data)
+        return guarded_fetch(lambda: self._fetcher(url), limit=MAX_RESPONSE, error=_kds_err, what="KDS fetch")
 
     def get(self, url: str) -> bytes:
         path = self._cache_path(url)

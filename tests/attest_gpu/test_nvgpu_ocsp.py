@@ -9,12 +9,10 @@ refused."""
 
 from __future__ import annotations
 
-import ssl
-import threading
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from pathlib import Path
 from typing import Any
 
@@ -24,6 +22,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509 import ocsp
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
+from https_testserver import https_server
 from nvgpu_testlib import BLACKWELL_NONCE, blackwell
 from test_nvgpu_synthetic import FWID, NONCE, ReportSpec, blackwell_tcbinfo, make_report
 from weightseal.attest import (
@@ -35,7 +34,6 @@ from weightseal.attest import (
     evaluate,
     verify_gpu,
 )
-from weightseal.kms._devcerts import DevPki
 
 NOW = datetime(2030, 1, 1, tzinfo=UTC)  # test_nvgpu_synthetic's report time
 
@@ -162,25 +160,9 @@ def responder(h: Hierarchy, tmp_path: Path) -> Iterator[Responder]:
         def log_message(self, *a: Any) -> None:
             pass
 
-    class Server(ThreadingHTTPServer):
-        def handle_error(self, request: Any, client_address: Any) -> None:
-            pass
-
-    pki = DevPki("ocsp test CA")
-    cert, key = pki.write(tmp_path / "tls", "server", pki.server(("127.0.0.1",)))
-    r.ca_file = str(pki.write_ca(tmp_path / "tls"))
-    httpd = Server(("127.0.0.1", 0), Handler)
-    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
-    ctx.load_cert_chain(cert, key)
-    httpd.socket = ctx.wrap_socket(httpd.socket, server_side=True)
-    r.url = f"https://127.0.0.1:{httpd.server_address[1]}/"
-    t = threading.Thread(target=httpd.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
-    t.start()
-    try:
+    with https_server(Handler, tmp_path / "tls") as srv:
+        r.url, r.ca_file = srv.url("/"), srv.ca_file
         yield r
-    finally:
-        httpd.shutdown()
-        httpd.server_close()
 
 
 def _client(r: Responder, **kw: Any) -> NvidiaOcsp:

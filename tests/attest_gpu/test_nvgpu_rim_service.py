@@ -7,15 +7,14 @@ from __future__ import annotations
 
 import base64
 import json
-import ssl
-import threading
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from pathlib import Path
 from typing import Any
 
 import pytest
+from https_testserver import https_server
 from nvgpu_testlib import (
     COCO_NONCE,
     LEGACY_NONCE,
@@ -78,26 +77,10 @@ def service(tmp_path: Path) -> Iterator[Service]:
         def log_message(self, *a: Any) -> None:
             pass
 
-    pki = DevPki("rim service test CA")
-    cert, key = pki.write(tmp_path / "tls", "server", pki.server(("127.0.0.1",)))
-    svc.ca_file = str(pki.write_ca(tmp_path / "tls"))
-    class Server(ThreadingHTTPServer):
-        def handle_error(self, request: Any, client_address: Any) -> None:
-            pass  # failed TLS handshakes are what some tests provoke
-
-    httpd = Server(("127.0.0.1", 0), Handler)
-    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
-    ctx.load_cert_chain(cert, key)
-    httpd.socket = ctx.wrap_socket(httpd.socket, server_side=True)
-    svc.port = httpd.server_address[1]
-    svc.base = f"https://127.0.0.1:{svc.port}/v1/rim/"
-    t = threading.Thread(target=httpd.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
-    t.start()
-    try:
+    with https_server(Handler, tmp_path / "tls") as srv:
+        svc.ca_file, svc.port = srv.ca_file, srv.port
+        svc.base = srv.url("/v1/rim/")
         yield svc
-    finally:
-        httpd.shutdown()
-        httpd.server_close()
 
 
 def _reason(fn: Any, *a: Any, **kw: Any) -> str:
