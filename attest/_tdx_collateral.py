@@ -854,6 +854,10 @@ class IntelPcsFetcher:
         self._cache: dict[tuple[bytes, str], tuple[datetime, TdxCollateral]] = {}
         self._lock = threading.Lock()
 
+
+    def __repr__(self) -> str:
+        return f"IntelPcsFetcher(base_url={self._base!r}, root_crl_url={self._root_crl_url!r})"
+
     def _fetch(self, url: str, header: str | None) -> tuple[bytes, bytes | None]:
         try:
             body, headers = self._get(url)

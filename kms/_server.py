@@ -292,6 +292,22 @@ def attestation_options(cfg: KmsConfig) -> AttestationOptions:
                               snp_crl=snp_crl, gpu_ocsp=gpu_ocsp)
 
 
+def attestation_summary(att: AttestationOptions) -> dict[str, str]:
+    """Which collateral and revocation sources the verifiers use (for the start-up log and
+    operators): ``off`` or the source's repr, which never holds a secret."""
+    def src(x: Any) -> str:
+        return "off" if x is None or x == () else repr(x)
+
+    return {
+        "mock_keys": f"{len(list(att.mock_keys or ()))} pinned",
+        "tdx_collateral": src(att.tdx_fetcher if att.tdx_fetcher is not None else att.tdx_collateral),
+        "gpu_rims": src(att.gpu_rims),
+        "gpu_ocsp": src(att.gpu_ocsp),
+        "snp_kds": src(att.snp_kds),
+        "snp_crl": src(att.snp_crl),
+    }
+
+
 class Server:
     """A running key service.  Use as a context manager, or call :meth:`stop`."""
 
@@ -426,5 +442,6 @@ def serve(config: KmsConfig, *, vault_client: Any = None, clock: Callable[[], fl
     logs in with the configured AppRole and keeps its token renewed."""
     srv = Server(config, vault_client=vault_client, clock=clock, audit=audit)
     log.info("key service listening", extra={"event": "start", "address": srv.address, "admin_address": srv.admin_address,
-                                             "service_key_id": srv.service_key_id, "dev": config.dev})
+                                             "service_key_id": srv.service_key_id, "dev": config.dev,
+                                             "attestation": attestation_summary(srv.attestation)})
     return srv

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 import time
 import urllib.request
 from typing import Any
@@ -309,7 +310,8 @@ def test_vault_stopped(pki: Any, tmp_path: Any, tee: UnsafeMockPlatform) -> None
 
 
 def test_configured_collateral_reaches_the_verifiers(kms_factory: Any, tee: UnsafeMockPlatform, tmp_path: Any,
-                                                      monkeypatch: pytest.MonkeyPatch) -> None:
+                                                      monkeypatch: pytest.MonkeyPatch,
+                                                      caplog: pytest.LogCaptureFixture) -> None:
     # attestation.tdx_collateral_dir / gpu_rim_dir in the service config end up in every
     # verify_bundle call of a real release (through gRPC), as the stores the verifiers consult
     import weightseal.kms._release as rel
@@ -321,10 +323,21 @@ def test_configured_collateral_reaches_the_verifiers(kms_factory: Any, tee: Unsa
     (tmp_path / "tdx").mkdir()
     (tmp_path / "rims").mkdir()
     (tmp_path / "crls").mkdir()
+    caplog.set_level(logging.INFO, logger="weightseal.kms")
     kms = kms_factory(attestation=AttestationConfig(tdx_collateral_dir=str(tmp_path / "tdx"),
                                                      gpu_rim_dir=str(tmp_path / "rims"),
                                                      snp_crl_dir=str(tmp_path / "crls"),
                                                      gpu_ocsp_url="https://ocsp.example"))
+    # the start-up log says which sources are on (and never a secret)
+    [start] = [r for r in caplog.records if getattr(r, "event", None) == "start"]
+    assert start.attestation == {  # type: ignore[attr-defined]
+        "mock_keys": "0 pinned",
+        "tdx_collateral": f"TdxCollateralDir({str(tmp_path / 'tdx')!r}, allow_partial=False)",
+        "gpu_rims": f"RimStore({str(tmp_path / 'rims')!r})",
+        "gpu_ocsp": "NvidiaOcsp(url='https://ocsp.example', nonce=True)",
+        "snp_kds": "off",
+        "snp_crl": f"SnpCrlDir({str(tmp_path / 'crls')!r})",
+    }
     seen: list[dict[str, Any]] = []
     real = rel.verify_bundle
 

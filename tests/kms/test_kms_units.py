@@ -360,6 +360,12 @@ def test_config_attestation_sources(tmp_path: Path) -> None:
                                            " tdx_root_crl_url: 'https://pccs.internal:8081/sgx/certification/v4/rootcacrl'}\n"), env={})
     fetcher = attestation_options(pccs).tdx_fetcher
     assert fetcher._root_crl_url == "https://pccs.internal:8081/sgx/certification/v4/rootcacrl"
+    from weightseal.kms._server import attestation_summary
+
+    summary = attestation_summary(attestation_options(pccs))
+    assert summary["tdx_collateral"] == ("IntelPcsFetcher(base_url='https://pccs.internal:8081', "
+                                         "root_crl_url='https://pccs.internal:8081/sgx/certification/v4/rootcacrl')")
+    assert (summary["gpu_rims"], summary["gpu_ocsp"], summary["snp_crl"]) == ("off", "off", "off")
     # nothing configured: no collateral source, no RIMs, no network
     plain = attestation_options(load_config(_write(tmp_path, PROD), env={}))
     assert (plain.tdx_fetcher, plain.tdx_collateral, plain.gpu_rims, plain.snp_kds, plain.mock_keys) == (None, None, (), None, None)
