@@ -145,8 +145,21 @@ class NvidiaOcsp:
         if nonce is not None:
             builder = builder.add_extension(x509.OCSPNonce(nonce), critical=False)
         body = self._send(builder.build().public_bytes(serialization.Encoding.DER))
+        try:
+            good_until = self._judge(body, cert, above, now, nonce)
+        except (CollateralError, CertificateChainError):
+            raise
+        except Exception:
+            # cryptography parses some fields lazily: anything malformed surfaces here
+            raise _err("malformed OCSP response") from None
+        with self._lock:
+            self._good[key] = min(good_until, self._clock() + self._max_age)
+
+    def _judge(self, body: bytes, cert: x509.Certificate, above: list[x509.Certificate], now: datetime,
+               nonce: bytes | None) -> float:
+        """O1-O6 on one answer; returns until when a good answer may be reused (unix time)."""
         resp = self._parse(body)
-        single = self._single(resp, cert, issuer)
+        single = self._single(resp, cert, above[0])
         self._check_signer(resp, cert, above, now)
         if nonce is not None:
             try:
@@ -174,8 +187,7 @@ class NvidiaOcsp:
             raise CertificateChainError(f"certificate '{name}' is revoked ({why})", reason=R_REVOKED)
         if status != ocsp.OCSPCertStatus.GOOD:
             raise _err(f"the OCSP responder does not know certificate '{name}'")
-        with self._lock:
-            self._good[key] = min(good_until, self._clock() + self._max_age)
+        return good_until
 
     def _send(self, request: bytes) -> bytes:
         headers = {"Content-Type": "application/ocsp-request", "Accept": "application/ocsp-response"}

@@ -345,3 +345,32 @@ def test_cli_gpu_ocsp(responder: Responder, capsys: pytest.CaptureFixture[str]) 
     assert len(responder.requests) == 1  # it asked, about the BROM certificate
     rc = weightseal_cli.main(["attest", "verify", *base, "--gpu-ocsp-ca", responder.ca_file])
     assert rc == 1 and "--gpu-ocsp-ca needs --gpu-ocsp" in capsys.readouterr().err
+
+
+def test_mutated_answers_fail_with_ocsp_reasons_only(h: Hierarchy) -> None:
+    # a valid answer, byte-edited at random (fixed seed, through an injected transport): every
+    # edit is refused with a GPU reason, never another exception, never accepted unless the
+    # edit left the signed bytes and the nonce intact
+    import random
+
+    rnd = random.Random(1234)  # noqa: S311 - reproducible test mutations, not cryptography
+    good = Responder(h)
+    unedited = NvidiaOcsp(url="https://ocsp.test", http_post=lambda url, body, headers: good.answer(body),
+                          clock=lambda: NOW.timestamp())
+    assert unedited.check_chain(h.chain(), now=NOW) == 2
+    accepted = refused = 0
+    for _ in range(300):
+        def post(url: str, body: bytes, headers: Any) -> bytes:
+            answer = bytearray(good.answer(body))
+            for _k in range(rnd.randint(1, 3)):
+                answer[rnd.randrange(len(answer))] = rnd.randrange(256)
+            return bytes(answer)
+
+        client = NvidiaOcsp(url="https://ocsp.test", http_post=post, clock=lambda: NOW.timestamp())
+        try:
+            client.check_chain(h.chain(), now=NOW)
+            accepted += 1
+        except AttestationError as exc:
+            assert exc.reason in {"attest.gpu.ocsp", "attest.gpu.revoked"}, exc.reason
+            refused += 1
+    assert refused > 280 and accepted + refused == 300
