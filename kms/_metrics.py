@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator, Mapping
+from datetime import datetime
 from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter, Histogram, start_http_server
@@ -30,39 +31,34 @@ class _CollateralCollector:
         readable = GaugeMetricFamily("weightseal_attestation_collateral_readable",
                                      "1 if the configured collateral directory could be read", labels=["source"])
         if self.tdx is not None:
-            g = GaugeMetricFamily("weightseal_tdx_collateral_next_update_seconds",
-                                  "nextUpdate of each TDX collateral document (Unix time; 0 = missing/unreadable)",
-                                  labels=["fmspc", "document"])
-            try:
-                for (fmspc, doc), t in sorted(self.tdx.next_updates().items()):
-                    g.add_metric([fmspc, doc], t.timestamp() if t is not None else 0.0)
-                readable.add_metric(["tdx"], 1.0)
-            except AttestationError:
-                readable.add_metric(["tdx"], 0.0)
-            yield g
+            yield _dates("weightseal_tdx_collateral_next_update_seconds",
+                         "nextUpdate of each TDX collateral document (Unix time; 0 = missing/unreadable)",
+                         ["fmspc", "document"], self.tdx.next_updates, readable, "tdx")
         if self.rims is not None:
-            r = GaugeMetricFamily("weightseal_gpu_rim_not_after_seconds",
-                                  "End of validity of each NVIDIA RIM's signing chain (Unix time)",
-                                  labels=["file", "version"])
-            try:
-                for (name, version), t in sorted(self.rims.not_after().items()):
-                    r.add_metric([name, version], t.timestamp())
-                readable.add_metric(["gpu_rims"], 1.0)
-            except AttestationError:
-                readable.add_metric(["gpu_rims"], 0.0)
-            yield r
+            yield _dates("weightseal_gpu_rim_not_after_seconds",
+                         "End of validity of each NVIDIA RIM's signing chain (Unix time)",
+                         ["file", "version"], self.rims.not_after, readable, "gpu_rims")
         if self.snp_crl is not None:
-            c = GaugeMetricFamily("weightseal_snp_crl_next_update_seconds",
-                                  "nextUpdate of each AMD ARK CRL file (Unix time; 0 = unreadable, not AMD's, "
-                                  "or revoking the pinned ASK/ASVK)", labels=["product", "key"])
-            try:
-                for (product, key), t in sorted(self.snp_crl.next_updates().items()):
-                    c.add_metric([product, key], t.timestamp() if t is not None else 0.0)
-                readable.add_metric(["snp_crl"], 1.0)
-            except (AttestationError, OSError):
-                readable.add_metric(["snp_crl"], 0.0)
-            yield c
+            yield _dates("weightseal_snp_crl_next_update_seconds",
+                         "nextUpdate of each AMD ARK CRL file (Unix time; 0 = unreadable, not AMD's, "
+                         "or revoking the pinned ASK/ASVK)", ["product", "key"], self.snp_crl.next_updates,
+                         readable, "snp_crl", errors=(AttestationError, OSError))
         yield readable
+
+
+def _dates(name: str, doc: str, labels: list[str], read: Callable[[], Mapping[tuple[str, str], datetime | None]],
+           readable: GaugeMetricFamily, source: str,
+           errors: tuple[type[Exception], ...] = (AttestationError,)) -> GaugeMetricFamily:
+    """One gauge of dates (Unix time, 0 for None) read from a collateral store; whether the
+    store could be read goes into ``readable{source}``."""
+    g = GaugeMetricFamily(name, doc, labels=labels)
+    try:
+        for key, t in sorted(read().items()):
+            g.add_metric(list(key), t.timestamp() if t is not None else 0.0)
+        readable.add_metric([source], 1.0)
+    except errors:
+        readable.add_metric([source], 0.0)
+    return g
 
 
 class KmsMetrics:
