@@ -10,9 +10,10 @@
 #   there (copy the checkout and .whl/):  tests/benchmarks/gpu_check_offline.sh run [OUTDIR]
 #                              -> OUTDIR/gpu-tests.txt, bench-cuda.txt, bench-cuda.json
 #
-# "run" installs into a throw-away venv that sees the system torch (--system-site-packages), so
-# the machine's CUDA torch is the one tested.  PY (prepare) and PYTHON (run) override the
-# interpreters; PYVER the target Python version of the downloaded wheels.
+# "run" installs the wheels into a throw-away --target folder put first on PYTHONPATH, so the
+# machine's own CUDA torch is the one tested.  PY (prepare) and PYTHON (run) override the
+# interpreters; PYVER the target Python version of the downloaded wheels; SIZE_GIB and REPEATS
+# (run) the benchmark's size and repeats.
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/../.."
 
@@ -37,19 +38,21 @@ run)
   OUT="${2:-${OUT:-$PWD/gpu-check-out}}"
   mkdir -p "$OUT"
   PYTHON="${PYTHON:-python3}"
-  venv="$(mktemp -d)/venv"
-  "$PYTHON" -m venv --system-site-packages "$venv"
-  "$venv/bin/python" -m pip install -q --no-index --no-deps .whl/*.whl
+  # --target + PYTHONPATH rather than a venv: the GPU box's python3 is often itself a venv
+  # (a venv made from it with --system-site-packages would not see its torch).
+  site="$(mktemp -d)/site"
+  "$PYTHON" -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --target "$site" .whl/*.whl
+  export PYTHONPATH="$site${PYTHONPATH:+:$PYTHONPATH}" PYTHONUNBUFFERED=1
   sodium="$(mktemp -d)"
   for d in .whl/*.deb; do dpkg -x "$d" "$sodium"; done
   export LD_LIBRARY_PATH="$sodium/usr/lib/x86_64-linux-gnu${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
   (nvidia-smi -L || true) | tee "$OUT/gpu.txt"
-  "$venv/bin/python" -c "import torch; print('torch', torch.__version__, 'cuda', torch.cuda.is_available())" \
+  "$PYTHON" -c "import torch, weightseal.loader as w; print('torch', torch.__version__, 'cuda', torch.cuda.is_available(), 'weightseal', w.__file__)" \
     | tee -a "$OUT/gpu.txt"
   rc=0
-  "$venv/bin/python" -m pytest -q -m gpu -rs -p no:cacheprovider tests/loader 2>&1 \
+  "$PYTHON" -m pytest -q -m gpu -rs -p no:cacheprovider tests/loader 2>&1 \
     | tee "$OUT/gpu-tests.txt" || rc=1
-  "$venv/bin/python" tests/benchmarks/bench_load.py --device cuda --size-gib 2 --repeats 5 \
+  "$PYTHON" tests/benchmarks/bench_load.py --device cuda --size-gib "${SIZE_GIB:-2}" --repeats "${REPEATS:-5}" \
     --json "$OUT/bench-cuda.json" 2>&1 | tee "$OUT/bench-cuda.txt" || rc=1
   exit "$rc"
   ;;
