@@ -32,7 +32,9 @@ from typing import Any
 import torch
 
 from ._errors import LoaderError
-from ._release_client import KmsTarget, LoadReport, release_key, verified_files
+from ._keys import DataKey, LocalKey
+from ._manifest import read_manifest
+from ._release_client import KmsTarget, LoadReport, ReleaseInfo, release_key, verified_files
 
 __all__ = ["from_sealed_pretrained", "HfIntegrationError", "params_on_meta"]
 
@@ -68,6 +70,18 @@ def params_on_meta() -> Iterator[None]:
 
 
 @contextlib.contextmanager
+def _key_for(model_dir: str | os.PathLike[str], kms: KmsTarget | None, key: DataKey | LocalKey | None,
+             attester: str, mock_key: Any, mock_measurement: bytes) -> Iterator[tuple[Any, ReleaseInfo | None]]:
+    if key is not None:
+        yield key, None
+        return
+    assert kms is not None
+    with release_key(model_dir, kms=kms, attester=attester, mock_key=mock_key,
+                     mock_measurement=mock_measurement) as (k, info):
+        yield k, info
+
+
+@contextlib.contextmanager
 def _private_dir(files: dict[str, bytes]) -> Iterator[Path]:
     d = Path(tempfile.mkdtemp(prefix="weightseal-hf-"))
     try:
@@ -79,24 +93,29 @@ def _private_dir(files: dict[str, bytes]) -> Iterator[Path]:
         shutil.rmtree(d, ignore_errors=True)
 
 
-def from_sealed_pretrained(model_dir: str | os.PathLike[str], *, kms: KmsTarget, attester: str = "auto",
+def from_sealed_pretrained(model_dir: str | os.PathLike[str], *, kms: KmsTarget | None = None,
+                           key: DataKey | LocalKey | None = None, attester: str = "auto",
                            model_class: Any = None, device: str | torch.device = "cpu", mock_key: Any = None,
                            mock_measurement: bytes = bytes(48), return_tokenizer: bool = False,
                            report: LoadReport | None = None, **config_kwargs: Any) -> Any:
     """A transformers model (``model_class``, default ``AutoModel``) built from a sealed
     directory, in eval mode on ``device``.  With ``return_tokenizer=True``: ``(model, tokenizer)``.
 
+    The key comes from the key service (``kms=``, attested release: the production path) or,
+    for the model owner's offline checks, from ``key=`` (a :class:`LocalKey` from
+    ``weightseal keygen`` or a :class:`DataKey`; the caller keeps and wipes it).  Exactly one.
     ``config_kwargs`` go to ``AutoConfig.from_pretrained`` (e.g. ``attn_implementation``).
     Raises what :func:`load_model` raises, plus :class:`HfIntegrationError`."""
     import time
 
     import transformers
 
+    if (kms is None) == (key is None):
+        raise TypeError("from_sealed_pretrained needs exactly one of kms= or key=")
     if model_class is None:
         model_class = transformers.AutoModel
     t0 = time.perf_counter()
-    with release_key(model_dir, kms=kms, attester=attester, mock_key=mock_key,
-                     mock_measurement=mock_measurement) as (key, info):
+    with _key_for(model_dir, kms, key, attester, mock_key, mock_measurement) as (key, info):
         t1 = time.perf_counter()
         files = verified_files(model_dir, key)
         if "config.json" not in files:
@@ -109,8 +128,9 @@ def from_sealed_pretrained(model_dir: str | os.PathLike[str], *, kms: KmsTarget,
                          if return_tokenizer else None)
         with params_on_meta():
             model = model_class.from_config(config) if hasattr(model_class, "from_config") else model_class(config)
-        state = load_sealed(model_dir, key, device=device, expected_model_id=info.model_id,
-                            expected_model_version=info.model_version)
+        state = load_sealed(model_dir, key, device=device,
+                            expected_model_id=info.model_id if info is not None else None,
+                            expected_model_version=info.model_version if info is not None else None)
     nbytes = sum(t.numel() * t.element_size() for t in state.values())
     try:
         _assign(model, state)
@@ -122,7 +142,11 @@ def from_sealed_pretrained(model_dir: str | os.PathLike[str], *, kms: KmsTarget,
     model.to(device)
     model.eval()
     if report is not None:
-        report.model_id, report.model_version, report.release = info.model_id, info.model_version, info
+        if info is not None:
+            report.model_id, report.model_version, report.release = info.model_id, info.model_version, info
+        else:
+            m = read_manifest(model_dir)
+            report.model_id, report.model_version = m.model_id, m.model_version
         report.tensors, report.bytes = len(state), nbytes
         report.release_seconds, report.load_seconds = t1 - t0, time.perf_counter() - t1
     del state

@@ -46,7 +46,7 @@ from weightseal.proto import weightseal_v1_pb2 as pb
 from weightseal.proto import weightseal_v1_pb2_grpc as pbg
 
 from ._errors import IntegrityError, LoaderError
-from ._keys import DataKey
+from ._keys import DataKey, LocalKey
 from ._manifest import read_manifest
 
 __all__ = [
@@ -544,7 +544,7 @@ def load_model(model_dir: str | os.PathLike[str], *, kms: KmsTarget, device: str
     return tensors
 
 
-def verified_files(model_dir: str | os.PathLike[str], key: DataKey, *, max_bytes: int = 256 << 20) -> dict[str, bytes]:
+def verified_files(model_dir: str | os.PathLike[str], key: DataKey | LocalKey, *, max_bytes: int = 256 << 20) -> dict[str, bytes]:
     """The sealed directory's pass-through files (config, tokenizer ...), read into memory and
     checked against their keyed MACs in the authenticated manifest.  ``IntegrityError`` if any
     file is missing, altered or larger than ``max_bytes``."""

@@ -8,6 +8,7 @@ interesting case.
 
 from __future__ import annotations
 
+import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -15,6 +16,9 @@ import pytest
 import torch
 import weightseal.loader._open as wopen
 from conftest import FIXED_DEK, make_checkpoint, same
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from test_loader_roundtrip import DTYPES, _rand
 from weightseal.loader import DataKey, IntegrityError, load_sealed, open_sealed, seal_checkpoint
 
 pytestmark = pytest.mark.gpu
@@ -147,3 +151,33 @@ def test_cuda_tamper_zeroes_device_and_pinned_buffers(big_model: tuple[Path, dic
     # plaintext had reached the device before the failure; none of it is left
     assert cps[0].copies > 0
     assert all(int(t.count_nonzero()) == 0 for t in wiped)
+
+
+@settings(max_examples=30, deadline=None)
+@given(
+    specs=st.lists(st.tuples(st.sampled_from(DTYPES), st.lists(st.integers(0, 60), min_size=0, max_size=3)),
+                   min_size=1, max_size=8),
+    shards=st.integers(1, 3),
+    chunk_shift=st.integers(12, 14),
+    slots=st.integers(1, 3),
+    per_slot=st.integers(1, 3),
+    conceal=st.booleans(),
+    seed=st.integers(0, 2**16),
+)
+def test_cuda_roundtrip_property(specs: list[tuple[torch.dtype, list[int]]], shards: int, chunk_shift: int,
+                                 slots: int, per_slot: int, conceal: bool, seed: int) -> None:
+    tensors = {f"t{i}": _rand(dt, tuple(shape), seed + i) for i, (dt, shape) in enumerate(specs)}
+    shards = min(shards, len(tensors))
+    with tempfile.TemporaryDirectory() as d:
+        root = Path(d)
+        src = make_checkpoint(root, tensors, shards=shards, extra=False)
+        out = root / "sealed"
+        seal_checkpoint(src, out, model_id="prop/cuda", key=DataKey(FIXED_DEK), conceal_header=conceal,
+                        chunk_size=1 << chunk_shift)
+        got, cp = _ring(out, slots=slots, slot_bytes=per_slot << chunk_shift)
+        torch.cuda.synchronize()
+        assert sorted(got) == sorted(tensors)
+        for n, t in tensors.items():
+            assert got[n].device == torch.device(DEV) and same(got[n].cpu(), t), n
+        assert len(cp.staging) <= slots
+        assert all(int(s.count_nonzero()) == 0 for s in cp.staging)
