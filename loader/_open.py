@@ -462,6 +462,7 @@ def _load_ring(model: _Model, wanted: dict[_Shard, list[str]], workers: int, cop
             infos, chunks = _plan(sh, names)
             per = max(1, slot_bytes // sh.chunk_size)
             targets = sorted(((t.begin, t.end, out[t.name]) for t in infos), key=lambda x: x[0])
+            first = 0  # targets are disjoint and sorted, batches ascend: a cursor, not a scan per batch
             # group contiguous runs of needed chunks into slot-sized batches
             batches: list[list[int]] = []
             for i in chunks:
@@ -485,7 +486,12 @@ def _load_ring(model: _Model, wanted: dict[_Shard, list[str]], workers: int, cop
 
                 pool.run(batch, fn)
                 end = sh.chunk_range(batch[-1])[1]
-                for tb, te, tensor in targets:
+                while first < len(targets) and targets[first][1] <= base:
+                    first += 1
+                j = first
+                while j < len(targets) and targets[j][0] < end:
+                    tb, te, tensor = targets[j]
+                    j += 1
                     lo, hi = max(tb, base), min(te, end)
                     if hi > lo:
                         dst = _dev_bytes(tensor)[lo - tb:hi - tb]

@@ -3,6 +3,7 @@ marked ``gpu`` (auto-skipped without a device)."""
 
 from __future__ import annotations
 
+import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -10,8 +11,11 @@ import numpy as np
 import pytest
 import torch
 import weightseal.loader._open as wopen
-from conftest import FIXED_DEK, same
-from weightseal.loader import DataKey, IntegrityError, load_sealed
+from conftest import FIXED_DEK, make_checkpoint, same
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from test_loader_roundtrip import DTYPES, _rand
+from weightseal.loader import DataKey, IntegrityError, load_sealed, seal_checkpoint
 
 
 class FakeCopier:
@@ -205,3 +209,51 @@ def test_batch_pool_reraises_only_after_every_task_stopped() -> None:
         order: list[int] = []
         single.run([8, 9, 10], order.append)
         assert order == [8, 9, 10]
+
+
+@settings(max_examples=40, deadline=None)
+@given(
+    specs=st.lists(st.tuples(st.sampled_from(DTYPES), st.lists(st.integers(0, 60), min_size=0, max_size=3)),
+                   min_size=1, max_size=10),
+    shards=st.integers(1, 3),
+    chunk_shift=st.integers(12, 13),
+    slots=st.integers(1, 3),
+    per_slot=st.integers(1, 3),
+    subset=st.booleans(),
+    seed=st.integers(0, 2**16),
+)
+def test_ring_roundtrip_property(specs: list[tuple[torch.dtype, list[int]]], shards: int, chunk_shift: int,
+                                 slots: int, per_slot: int, subset: bool, seed: int) -> None:
+    """Random layouts through the ring: every byte of every wanted tensor arrives, copies only
+    where a tensor overlaps a slot, one copy per (tensor, slot fill) overlap."""
+    tensors = {f"t{i}": _rand(dt, tuple(shape), seed + i) for i, (dt, shape) in enumerate(specs)}
+    names = sorted(tensors)[::2] if subset else None
+    with tempfile.TemporaryDirectory() as d:
+        root = Path(d)
+        src = make_checkpoint(root, tensors, shards=min(shards, len(tensors)), extra=False)
+        out = root / "sealed"
+        seal_checkpoint(src, out, model_id="prop/ring", key=DataKey(FIXED_DEK), chunk_size=1 << chunk_shift)
+        got, fc = _run(out, names=names, slots=slots, slot_bytes=per_slot << chunk_shift)
+        want = names if names is not None else sorted(tensors)
+        assert sorted(got) == sorted(want)
+        for n in want:
+            assert same(got[n], tensors[n]), n
+        assert len(fc.staging) <= slots and all(not s.any() for s in fc.staging)
+        # expected copies: for each tensor, the number of slot fills its byte range overlaps
+        model = wopen._Model(out, DataKey(FIXED_DEK))
+        try:
+            expect = 0
+            for sh, ns in wopen._select(model, names).items():
+                cs = sh.chunk_size
+                infos, chunks = wopen._plan(sh, ns)
+                batches: list[tuple[int, int]] = []
+                for c in chunks:
+                    if batches and batches[-1][1] == c and (batches[-1][1] - batches[-1][0]) < per_slot:
+                        batches[-1] = (batches[-1][0], c + 1)
+                    else:
+                        batches.append((c, c + 1))
+                for t in infos:
+                    expect += sum(1 for b0, b1 in batches if min(t.end, b1 * cs) > max(t.begin, b0 * cs))
+        finally:
+            model.close()
+        assert fc.copies == expect
