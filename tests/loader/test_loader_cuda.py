@@ -18,7 +18,8 @@ import weightseal.loader._open as wopen
 from conftest import FIXED_DEK, make_checkpoint, same
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from test_loader_roundtrip import DTYPES, _rand
+from test_loader_ring import RING_LAYOUTS
+from test_loader_roundtrip import _rand
 from weightseal.loader import DataKey, IntegrityError, load_sealed, open_sealed, seal_checkpoint
 
 pytestmark = pytest.mark.gpu
@@ -154,16 +155,7 @@ def test_cuda_tamper_zeroes_device_and_pinned_buffers(big_model: tuple[Path, dic
 
 
 @settings(max_examples=30, deadline=None)
-@given(
-    specs=st.lists(st.tuples(st.sampled_from(DTYPES), st.lists(st.integers(0, 60), min_size=0, max_size=3)),
-                   min_size=1, max_size=8),
-    shards=st.integers(1, 3),
-    chunk_shift=st.integers(12, 14),
-    slots=st.integers(1, 3),
-    per_slot=st.integers(1, 3),
-    conceal=st.booleans(),
-    seed=st.integers(0, 2**16),
-)
+@given(conceal=st.booleans(), **RING_LAYOUTS)
 def test_cuda_roundtrip_property(specs: list[tuple[torch.dtype, list[int]]], shards: int, chunk_shift: int,
                                  slots: int, per_slot: int, conceal: bool, seed: int) -> None:
     tensors = {f"t{i}": _rand(dt, tuple(shape), seed + i) for i, (dt, shape) in enumerate(specs)}

@@ -211,17 +211,20 @@ def test_batch_pool_reraises_only_after_every_task_stopped() -> None:
         assert order == [8, 9, 10]
 
 
+# random checkpoint layouts and ring shapes (also used by the real-CUDA property test)
+RING_LAYOUTS: dict[str, Any] = {
+    "specs": st.lists(st.tuples(st.sampled_from(DTYPES), st.lists(st.integers(0, 60), min_size=0, max_size=3)),
+                      min_size=1, max_size=10),
+    "shards": st.integers(1, 3),
+    "chunk_shift": st.integers(12, 14),
+    "slots": st.integers(1, 3),
+    "per_slot": st.integers(1, 3),
+    "seed": st.integers(0, 2**16),
+}
+
+
 @settings(max_examples=40, deadline=None)
-@given(
-    specs=st.lists(st.tuples(st.sampled_from(DTYPES), st.lists(st.integers(0, 60), min_size=0, max_size=3)),
-                   min_size=1, max_size=10),
-    shards=st.integers(1, 3),
-    chunk_shift=st.integers(12, 13),
-    slots=st.integers(1, 3),
-    per_slot=st.integers(1, 3),
-    subset=st.booleans(),
-    seed=st.integers(0, 2**16),
-)
+@given(subset=st.booleans(), **RING_LAYOUTS)
 def test_ring_roundtrip_property(specs: list[tuple[torch.dtype, list[int]]], shards: int, chunk_shift: int,
                                  slots: int, per_slot: int, subset: bool, seed: int) -> None:
     """Random layouts through the ring: every byte of every wanted tensor arrives, copies only
