@@ -117,6 +117,11 @@ def from_sealed_pretrained(model_dir: str | os.PathLike[str], *, kms: KmsTarget 
     t0 = time.perf_counter()
     with _key_for(model_dir, kms, key, attester, mock_key, mock_measurement) as (key, info):
         t1 = time.perf_counter()
+        if info is not None:
+            model_id, model_version = info.model_id, info.model_version
+        else:  # a key in hand: the manifest names the model; load_sealed authenticates exactly these
+            m = read_manifest(model_dir)
+            model_id, model_version = m.model_id, m.model_version
         files = verified_files(model_dir, key)
         if "config.json" not in files:
             raise HfIntegrationError("sealed directory has no config.json", reason="loader.hf.config")
@@ -128,9 +133,8 @@ def from_sealed_pretrained(model_dir: str | os.PathLike[str], *, kms: KmsTarget 
                          if return_tokenizer else None)
         with params_on_meta():
             model = model_class.from_config(config) if hasattr(model_class, "from_config") else model_class(config)
-        state = load_sealed(model_dir, key, device=device,
-                            expected_model_id=info.model_id if info is not None else None,
-                            expected_model_version=info.model_version if info is not None else None)
+        state = load_sealed(model_dir, key, device=device, expected_model_id=model_id,
+                            expected_model_version=model_version)
     nbytes = sum(t.numel() * t.element_size() for t in state.values())
     try:
         _assign(model, state)
@@ -142,11 +146,7 @@ def from_sealed_pretrained(model_dir: str | os.PathLike[str], *, kms: KmsTarget 
     model.to(device)
     model.eval()
     if report is not None:
-        if info is not None:
-            report.model_id, report.model_version, report.release = info.model_id, info.model_version, info
-        else:
-            m = read_manifest(model_dir)
-            report.model_id, report.model_version = m.model_id, m.model_version
+        report.model_id, report.model_version, report.release = model_id, model_version, info
         report.tensors, report.bytes = len(state), nbytes
         report.release_seconds, report.load_seconds = t1 - t0, time.perf_counter() - t1
     del state

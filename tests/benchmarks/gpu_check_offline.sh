@@ -50,8 +50,10 @@ run)
   "$PYTHON" -c "import torch, weightseal.loader as w; print('torch', torch.__version__, 'cuda', torch.cuda.is_available(), 'weightseal', w.__file__)" \
     | tee -a "$OUT/gpu.txt"
   rc=0
-  "$PYTHON" -m pytest -q -m gpu -rs -p no:cacheprovider tests/loader 2>&1 \
-    | tee "$OUT/gpu-tests.txt" || rc=1
+  : >"$OUT/gpu-tests.txt"
+  for t in tests/loader tests/attest_gpu; do  # one pytest per folder: each has its own conftest
+    "$PYTHON" -m pytest -q -m gpu -rs -p no:cacheprovider "$t" 2>&1 | tee -a "$OUT/gpu-tests.txt" || rc=1
+  done
   "$PYTHON" tests/benchmarks/bench_load.py --device cuda --size-gib "${SIZE_GIB:-2}" --repeats "${REPEATS:-5}" \
     --json "$OUT/bench-cuda.json" 2>&1 | tee "$OUT/bench-cuda.txt" || rc=1
   exit "$rc"
